@@ -1,0 +1,182 @@
+"""The chat domain: login, presence, private and room messages, offline
+delivery.  Dialects call it; it calls the store and the router."""
+
+import uuid
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from neochat.chat.accounts import check_account_name
+from neochat.chat.errors import BadRequest, Conflict, NotFound, NotLoggedIn
+from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft
+from neochat.chat.session import Session
+from neochat.store.database import MissingReference
+
+log = Logger()
+
+LOBBY_NAMES = ("", "all")
+MAX_CONTENT = 60 * 1024  # characters; the line limit bounds bytes anyway
+REPLAY_PAGE = 500
+
+
+class Chat:
+    def __init__(self, store, router, accounts, reactor):
+        self.store = store
+        self.router = router
+        self.accounts = accounts
+        self.reactor = reactor
+        self._inflight = set()
+        self._written = []  # (account, message id) to drop from pending
+        self._flush_call = None
+
+    # -- sessions --------------------------------------------------------
+
+    def new_session(self, sink, peer_host):
+        return Session(self, sink, peer_host)
+
+    def register(self, account, password):
+        return self._track(self.accounts.register(account, password))
+
+    @defer.inlineCallbacks
+    def login(self, session, account, password, acknowledges=False):
+        """Authenticate and attach.  Live events are held until ``welcome``."""
+        if session.logged_in:
+            raise Conflict("already logged in")
+        check_account_name(account)
+        yield self.accounts.authenticate(account, password)
+        if session.closed:
+            return
+        session.account = account
+        session.acknowledges = bool(acknowledges)
+        session.hold()
+        self.router.attach(account, session)
+
+    @defer.inlineCallbacks
+    def welcome(self, session):
+        """After the login reply: announce presence, then replay what the
+        account missed, in order, then the live events held meanwhile."""
+        self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
+        sent = set()
+        after = 0
+        while not session.closed:
+            rows = yield self.store.messages.pending(session.account, after, REPLAY_PAGE)
+            for row in rows:
+                message = ChatMessage.from_row(row)
+                sent.add(message.id)
+                session.send(message)
+            if len(rows) < REPLAY_PAGE:
+                break
+            after = rows[-1]["id"]
+        session.release(sent)
+
+    def logout(self, session):
+        """The client left (``leave_message``) or its connection dropped."""
+        account = session.account
+        if account is None:
+            return
+        session.account = None
+        if self.router.detach(account, session):
+            self.router.broadcast(UserLeft(account))
+
+    def kicked(self, session, reason):
+        """A newer login of the same account replaced ``session``."""
+        session.send(Kicked(reason))
+        session.account = None
+        session.closed = True
+        session.sink.close()
+
+    def online_accounts(self, session):
+        self._require_login(session)
+        return self.router.online_accounts()
+
+    # -- messages --------------------------------------------------------
+
+    def send_private(self, session, rece_user, content, client_id=None):
+        self._require_login(session)
+        check_account_name(rece_user)
+        message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
+        return self._track(self._store_and_route(message, [rece_user]))
+
+    def send_room(self, session, room, content, client_id=None):
+        """``room`` "" or "all" is the lobby of everyone online; any other
+        value names a group."""
+        self._require_login(session)
+        if room not in LOBBY_NAMES:
+            raise NotFound("unknown group")
+        message = self._new_message(session, NORMAL, content, client_id)
+        return self._track(self._store_and_route(message, []))
+
+    def acknowledge(self, session, message_ids):
+        self._require_login(session)
+        return self._track(self.store.messages.delivered(session.account, message_ids))
+
+    def written(self, session, message):
+        """A message went out to ``session``: unless the client acknowledges
+        by itself, it leaves the account's pending queue now."""
+        if session.acknowledges or (message.rece_user is None and message.group_id is None):
+            return
+        self._written.append((session.account, message.id))
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush_written)
+
+    def _flush_written(self):
+        self._flush_call = None
+        by_account = {}
+        for account, message_id in self._written:
+            by_account.setdefault(account, []).append(message_id)
+        self._written = []
+        for account, ids in by_account.items():
+            self._track(self.store.messages.delivered(account, ids))
+
+    # -- internals -------------------------------------------------------
+
+    def _require_login(self, session):
+        if not session.logged_in:
+            raise NotLoggedIn()
+
+    def _new_message(self, session, chat_type, content, client_id, **where):
+        if not isinstance(content, str):
+            raise BadRequest("content must be a string")
+        if len(content) > MAX_CONTENT:
+            raise BadRequest("content too long")
+        if client_id is None:
+            client_id = uuid.uuid4().hex  # makes a retried insert idempotent
+        elif not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
+            raise BadRequest("bad client_id")
+        return ChatMessage(
+            author=session.account, chat_type=chat_type, content=content,
+            client_id=client_id, **where,
+        )
+
+    @defer.inlineCallbacks
+    def _store_and_route(self, message, recipients):
+        """Commit first, then deliver: an acknowledged message is stored."""
+        try:
+            message.id, message.create_time = yield self.store.messages.add(message, recipients)
+        except MissingReference:
+            raise NotFound("unknown recipient")
+        if recipients:
+            for account in recipients:
+                self.router.deliver(account, message)
+        else:
+            self.router.broadcast(message, exclude=message.author)
+        return message
+
+    def _track(self, deferred):
+        """Keep a handle on work in flight so shutdown can wait for it."""
+        self._inflight.add(deferred)
+
+        def done(result):
+            self._inflight.discard(deferred)
+            return result
+
+        return deferred.addBoth(done)
+
+    @defer.inlineCallbacks
+    def drain(self):
+        """Finish every write already accepted (called before the pool closes)."""
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_written()
+        while self._inflight:
+            yield defer.DeferredList(list(self._inflight), consumeErrors=True)

@@ -1,0 +1,82 @@
+"""What the chat domain hands to sessions: messages and notices, dialect-free.
+
+Each dialect turns these into its own wire form (neochat/wire/).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+PRIVATE = "private"
+NORMAL = "normal"  # a room: the lobby or a group
+LOBBY = "lobby"
+
+
+def private_conversation(a, b):
+    first, second = sorted((a, b))
+    return f"p:{first} {second}"
+
+
+def group_conversation(group_id):
+    return f"g:{group_id}"
+
+
+@dataclass
+class ChatMessage:
+    author: str
+    chat_type: str  # PRIVATE or NORMAL
+    content: str
+    client_id: str
+    rece_user: str = None  # private messages
+    group_id: str = None  # group messages; lobby messages have neither
+    create_time: int = field(default_factory=now_ms)
+    id: int = None
+
+    @property
+    def conversation(self):
+        if self.rece_user is not None:
+            return private_conversation(self.author, self.rece_user)
+        if self.group_id is not None:
+            return group_conversation(self.group_id)
+        return LOBBY
+
+    @property
+    def room(self):
+        """The seed's ``rece_user`` for a room message: group id, or "all"."""
+        return self.group_id if self.group_id is not None else "all"
+
+    @classmethod
+    def from_row(cls, row):
+        return cls(
+            id=row["id"],
+            client_id=row["client_id"],
+            author=row["author"],
+            rece_user=row["rece_user"],
+            group_id=row["group_id"],
+            chat_type=row["chat_type"],
+            content=row["message"],
+            create_time=row["create_time"],
+        )
+
+
+@dataclass(frozen=True)
+class OnlineUsers:
+    """The full list of accounts online, pushed when someone logs in."""
+
+    accounts: tuple
+
+
+@dataclass(frozen=True)
+class UserLeft:
+    account: str
+
+
+@dataclass(frozen=True)
+class Kicked:
+    """This session was replaced by a newer login of the same account."""
+
+    reason: str

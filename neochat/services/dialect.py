@@ -1,0 +1,139 @@
+"""What both dialects share: one connection's commands run one at a time, in
+the order they arrived, and every failure becomes an error reply in the
+dialect the request came in.  The connection survives bad input."""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from neochat.chat.errors import BadRequest, ChatError
+
+log = Logger()
+
+PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
+
+
+class Dialect:
+    """Subclasses decode items, name the handler for each, and encode replies.
+
+    ``cmd_<name>(request)`` handlers return a reply, None (nothing to send),
+    or a Deferred of either, and raise ``ChatError`` for a failure.
+    """
+
+    def __init__(self, transport, chat, peer_host):
+        self.transport = transport
+        self.chat = chat
+        self.session = chat.new_session(self, peer_host)
+        self._busy = False
+        self._paused = False
+
+    # -- subclass interface ----------------------------------------------
+
+    def feed(self, data):
+        raise NotImplementedError
+
+    def next_item(self):
+        """The next decoded item, or None when more bytes are needed."""
+        raise NotImplementedError
+
+    def buffered(self):
+        raise NotImplementedError
+
+    def handle_item(self, item):
+        """Return a (handler, request) pair; raise ChatError to reject the item."""
+        raise NotImplementedError
+
+    def encode_reply(self, request, reply):
+        raise NotImplementedError
+
+    def encode_error(self, request, error):
+        raise NotImplementedError
+
+    def encode_event(self, event):
+        raise NotImplementedError
+
+    # -- the session's sink ----------------------------------------------
+
+    def send_event(self, event):
+        self.transport.write(self.encode_event(event))
+
+    def close(self):
+        self.transport.loseConnection()
+
+    # -- the pump --------------------------------------------------------
+
+    def data_received(self, data):
+        self.feed(data)
+        self._pump()
+
+    def connection_lost(self):
+        self.session.closed = True
+        self.chat.logout(self.session)
+
+    def _pump(self):
+        while not self._busy and not self.session.closed:
+            item = self.next_item()
+            if item is None:
+                break
+            self._dispatch(item)
+        self._flow_control()
+
+    def _flow_control(self):
+        if not self._paused and self.buffered() > PAUSE_ABOVE:
+            self._paused = True
+            self.transport.pauseProducing()
+        elif self._paused and self.buffered() <= PAUSE_ABOVE and not self._busy:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _dispatch(self, item):
+        request = None
+        try:
+            handler, request = self.handle_item(item)
+            result = handler(request)
+        except ChatError as error:
+            self._write_error(request, error)
+            return
+        except Exception:
+            log.failure("handling {item!r}", item=item)
+            self._write_error(request, ChatError("internal error", stat=500))
+            return
+        if not isinstance(result, defer.Deferred):
+            self._write_reply(request, result)
+            return
+        self._busy = True
+        result.addCallbacks(
+            lambda reply: self._write_reply(request, reply),
+            lambda failure: self._write_failure(request, failure),
+        )
+        result.addBoth(self._done)
+
+    def _done(self, _):
+        self._busy = False
+        self._pump()
+
+    def _write_reply(self, request, reply):
+        if reply is not None and not self.session.closed:
+            self.transport.write(self.encode_reply(request, reply))
+
+    def _write_failure(self, request, failure):
+        if failure.check(ChatError):
+            self._write_error(request, failure.value)
+        else:
+            log.failure("handling {request!r}", failure, request=request)
+            self._write_error(request, ChatError("internal error", stat=500))
+
+    def _write_error(self, request, error):
+        if not self.session.closed:
+            self.transport.write(self.encode_error(request, error))
+
+
+def field(request, name, kind=str, default=None, required=True):
+    """``request[name]``, checked: missing or wrongly typed fields are a BadRequest."""
+    if name not in request or request[name] is None:
+        if required:
+            raise BadRequest(f"missing field: {name}")
+        return default
+    value = request[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(f"wrong type for field: {name}")
+    return value

@@ -1,0 +1,71 @@
+"""The service tree of one NeoChat process, built from Settings alone."""
+
+from argon2 import PasswordHasher
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from neochat.chat.accounts import Accounts
+from neochat.chat.domain import Chat
+from neochat.chat.routing import LocalRouter
+from neochat.services.chat import ChatService
+from neochat.store import Database, Store, dialect_from_url
+from neochat.store.schema import upgrade
+
+log = Logger()
+
+
+class NeoChatService(service.MultiService):
+    """Upgrades the schema before any child listens, and on stop closes the
+    pool only after every child has stopped."""
+
+    def __init__(self, settings, reactor):
+        super().__init__()
+        self.reactor = reactor
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(dialect_from_url(settings.database_url(), settings.data_dir), reactor)
+        self.store = Store(self.db)
+        hasher = PasswordHasher(
+            time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
+        )
+        self.accounts = Accounts(self.store.users, hasher, reactor)
+        self.router = LocalRouter()
+        self.chat = Chat(self.store, self.router, self.accounts, reactor)
+        self.chat_service = ChatService(self.chat, settings.listen, reactor)
+        self.chat_service.setName("chat")
+        self.chat_service.setServiceParent(self)
+        self.ready = None
+
+    def startService(self):
+        service.Service.startService(self)
+        self.ready = self._start()
+        self.ready.addErrback(self._failed_to_start)
+
+    @defer.inlineCallbacks
+    def _start(self):
+        before, after = yield upgrade(self.db)
+        if before != after:
+            log.info("schema upgraded from version {before} to {after}", before=before, after=after)
+        started = [defer.maybeDeferred(child.startService) for child in self]
+        yield defer.gatherResults(started, consumeErrors=True)
+        log.info("NeoChat ready on {db}", db=self.db.dialect.describe())
+
+    def _failed_to_start(self, failure):
+        log.failure("NeoChat could not start", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+        return failure
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        service.Service.stopService(self)
+        for child in self:
+            if child.running:
+                yield defer.maybeDeferred(child.stopService)
+        self.db.close()
+
+
+def build_service(settings, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    return NeoChatService(settings, reactor)

@@ -1,0 +1,16 @@
+"""The store: SQL through one adbapi pool.  It knows no wire dialect."""
+
+from neochat.store.database import Database
+from neochat.store.dialect import dialect_from_url
+from neochat.store.messages import MessageStore
+from neochat.store.users import UserStore
+
+
+class Store:
+    def __init__(self, db):
+        self.db = db
+        self.users = UserStore(db)
+        self.messages = MessageStore(db)
+
+
+__all__ = ["Database", "Store", "dialect_from_url"]

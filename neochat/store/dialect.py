@@ -1,0 +1,149 @@
+"""What differs between SQLite and MySQL/MariaDB, kept in one place.
+
+Queries are written once with ``?`` placeholders; a dialect turns them into
+its driver's paramstyle.  String literals in queries hold neither ``?`` nor
+``%``: values always travel as parameters.
+"""
+
+import functools
+import sqlite3
+from urllib.parse import unquote, urlsplit
+
+
+class SqliteDialect:
+    name = "sqlite"
+    module = "sqlite3"
+    ddl_macros = {
+        "auto_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "text": "TEXT",
+        "table_options": "",
+    }
+
+    def __init__(self, path):
+        self.path = path
+
+    def pool_args(self):
+        # One connection: SQLite serialises writers anyway, and a second
+        # connection would only add "database is locked" retries.
+        return (self.path,), dict(
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._on_open,
+        )
+
+    @staticmethod
+    def _on_open(conn):
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA busy_timeout = 5000")
+
+    def translate(self, sql):
+        return sql
+
+    def is_retryable(self, error):
+        return False
+
+    def is_unique_violation(self, error):
+        return isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
+
+    def is_missing_reference(self, error):
+        return isinstance(error, sqlite3.IntegrityError) and "FOREIGN KEY" in str(error)
+
+    def describe(self):
+        return f"sqlite:{self.path}"
+
+
+class MysqlDialect:
+    name = "mysql"
+    module = "MySQLdb"
+    ddl_macros = {
+        "auto_id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        "text": "MEDIUMTEXT",
+        # utf8mb4_bin: accounts compare exactly, as they do in SQLite.
+        "table_options": "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    }
+    # server gone away, lost connection, deadlock, lock wait timeout
+    RETRYABLE_CODES = frozenset({2006, 2013, 1213, 1205})
+    DUPLICATE_KEY = 1062
+    MISSING_PARENT_ROW = 1452
+
+    def __init__(self, host, port, user, password, database):
+        self.host, self.port, self.user = host, port, user
+        self.password, self.database = password, database
+
+    def pool_args(self):
+        return (), dict(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            passwd=self.password,
+            db=self.database,
+            charset="utf8mb4",
+            cp_min=1,
+            cp_max=5,
+            cp_reconnect=True,
+            cp_openfun=self._on_open,
+        )
+
+    @staticmethod
+    def _on_open(conn):
+        cursor = conn.cursor()
+        cursor.execute(
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,"
+            "NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'"
+        )
+        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cursor.close()
+        conn.commit()
+
+    @functools.lru_cache(maxsize=512)
+    def translate(self, sql):
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def _code(self, error):
+        args = getattr(error, "args", ())
+        return args[0] if args and isinstance(args[0], int) else None
+
+    def is_retryable(self, error):
+        return self._code(error) in self.RETRYABLE_CODES
+
+    def is_unique_violation(self, error):
+        return self._code(error) == self.DUPLICATE_KEY
+
+    def is_missing_reference(self, error):
+        return self._code(error) == self.MISSING_PARENT_ROW
+
+    def describe(self):
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def dialect_from_url(url, data_dir):
+    """``sqlite:PATH`` / ``sqlite:///abs/path`` or ``mysql://user:pw@host:port/db``.
+
+    An empty URL means the embedded default, ``<data_dir>/neochat.sqlite``.
+    """
+    if not url:
+        return SqliteDialect(str(data_dir / "neochat.sqlite"))
+    if url.startswith("sqlite:"):
+        # sqlite:relative.db, sqlite://relative.db, sqlite:///abs/path.db
+        path = url[len("sqlite:"):]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path or path == ":memory:":
+            raise ValueError("sqlite URL needs a file path (':memory:' is not shared between connections)")
+        return SqliteDialect(path)
+    parts = urlsplit(url)
+    if parts.scheme in ("mysql", "mariadb"):
+        database = parts.path.lstrip("/")
+        if not database:
+            raise ValueError("mysql URL needs a database name: mysql://user:pw@host:port/dbname")
+        return MysqlDialect(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=database,
+        )
+    raise ValueError(f"unsupported database URL scheme {parts.scheme!r} (use sqlite: or mysql://)")

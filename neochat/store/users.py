@@ -1,0 +1,70 @@
+"""Accounts and profiles (seed 002's user table)."""
+
+PROFILE_FIELDS = ("user_name", "user_phone", "sex", "birthday", "address")
+
+
+class UserStore:
+    def __init__(self, db):
+        self.db = db
+
+    def create(self, account, password_hash, now_ms):
+        """Deferred[bool]: False when the account is taken."""
+        return self.db.run(self._create, account, password_hash, now_ms)
+
+    def _create(self, txn, account, password_hash, now_ms):
+        try:
+            txn.execute(
+                "INSERT INTO users (user_account, password_hash, registration_time) VALUES (?, ?, ?)",
+                (account, password_hash, now_ms),
+            )
+            return True
+        except Exception as error:
+            if not self.db.dialect.is_unique_violation(error):
+                raise
+        # A retried transaction that had in fact committed finds its own salted
+        # hash there: that is still our registration.
+        stored = txn.execute(
+            "SELECT password_hash FROM users WHERE user_account = ?", (account,)
+        ).scalar()
+        return stored == password_hash
+
+    def password_hash(self, account):
+        """Deferred[str or None]."""
+        return self.db.run(
+            lambda txn: txn.execute(
+                "SELECT password_hash FROM users WHERE user_account = ?", (account,)
+            ).scalar()
+        )
+
+    def existing(self, accounts):
+        """Deferred[set]: those of ``accounts`` that are registered."""
+        accounts = list(accounts)
+
+        def select(txn):
+            marks = ", ".join("?" * len(accounts))
+            txn.execute(f"SELECT user_account FROM users WHERE user_account IN ({marks})", accounts)
+            return {row[0] for row in txn.fetchall()}
+
+        return self.db.run(select)
+
+    def profile(self, account):
+        """Deferred[dict or None]: the public profile, never the hash."""
+        columns = ", ".join(("user_account",) + PROFILE_FIELDS + ("registration_time",))
+        return self.db.run(
+            lambda txn: txn.execute(
+                f"SELECT {columns} FROM users WHERE user_account = ?", (account,)
+            ).dict()
+        )
+
+    def update_profile(self, account, changes):
+        """Deferred: set the given PROFILE_FIELDS."""
+        names = [name for name in PROFILE_FIELDS if name in changes]
+        if not names:
+            return self.db.run(lambda txn: None)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        values = [changes[name] for name in names] + [account]
+        return self.db.run(
+            lambda txn: txn.execute(
+                f"UPDATE users SET {assignments} WHERE user_account = ?", values
+            ).rowcount
+        )

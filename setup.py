@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="neochat",
+    version="0.1.0",
+    description="NeoChat: a Twisted chat server suite (message server, FTP files, UDP calls)",
+    python_requires=">=3.11",
+    packages=find_packages(include=["neochat", "neochat.*"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/neochat_plugin.py"]},
+    data_files=[
+        ("share/neochat/schema", ["schema/0001_base.sql"]),
+    ],
+    install_requires=[
+        "Twisted[tls]>=23.8",
+        "pyftpdlib>=1.5.9",
+        "argon2-cffi>=21.3",
+    ],
+    extras_require={
+        "mysql": ["mysqlclient>=2.1"],
+        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],
+    },
+)

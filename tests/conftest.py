@@ -1,0 +1,99 @@
+"""Fixtures: a fresh database per test (SQLite file, and MariaDB when
+NEOCHAT_TEST_MYSQL is set), and a NeoChat server on 127.0.0.1 port 0."""
+
+import os
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from neochat.config import Settings
+from neochat.services.root import build_service
+from tests.clients import JsonClient
+
+MYSQL_VARIABLE = "NEOCHAT_TEST_MYSQL"  # e.g. mysql://root@127.0.0.1:3306/
+
+
+def _mysql_database():
+    """Create a throwaway MariaDB database; returns (url, drop)."""
+    base = os.environ.get(MYSQL_VARIABLE)
+    if not base:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but ${MYSQL_VARIABLE} is not set: MariaDB tests must run")
+        pytest.skip(f"set ${MYSQL_VARIABLE} to run against MariaDB")
+    import MySQLdb
+
+    parts = urlsplit(base)
+    connect = dict(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+        user=parts.username or "root", passwd=parts.password or "",
+    )
+    name = "neochat_t_" + uuid.uuid4().hex[:12]
+    conn = MySQLdb.connect(**connect)
+    conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    conn.close()
+
+    def drop():
+        conn = MySQLdb.connect(**connect)
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.close()
+
+    netloc = parts.netloc.rstrip("/")
+    return f"mysql://{netloc}/{name}", drop
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:{tmp_path / 'test.sqlite'}"
+        return
+    url, drop = _mysql_database()
+    yield url
+    drop()
+
+
+@pytest.fixture
+def settings(db_url, tmp_path):
+    return Settings(
+        listen=["tcp:0:interface=127.0.0.1"],
+        db_url=db_url,
+        data_dir=tmp_path / "data",
+        hash_time_cost=1,
+        hash_memory_kib=1024,
+    )
+
+
+class RunningServer:
+    def __init__(self, root):
+        self.root = root
+        self.chat = root.chat
+        self.clients = []
+
+    @property
+    def port(self):
+        return self.root.chat_service.ports[0].getHost().port
+
+    @defer.inlineCallbacks
+    def client(self):
+        client = yield JsonClient.connect(self.port)
+        self.clients.append(client)
+        return client
+
+    @defer.inlineCallbacks
+    def stop(self):
+        for client in self.clients:
+            client.close()
+        if self.root.running:
+            yield self.root.stopService()
+
+
+@pytest_twisted.async_yield_fixture
+async def server(settings):
+    root = build_service(settings, reactor)
+    root.startService()
+    await root.ready
+    running = RunningServer(root)
+    yield running
+    await running.stop()
