@@ -1,3 +1,5 @@
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -8,7 +10,7 @@ setup(
     packages=find_packages(include=["neochat", "neochat.*"]) + ["twisted.plugins"],
     package_data={"twisted": ["plugins/neochat_plugin.py"]},
     data_files=[
-        ("share/neochat/schema", ["schema/0001_base.sql"]),
+        ("share/neochat/schema", glob("schema/*.sql")),
     ],
     install_requires=[
         "Twisted[tls]>=23.8",
