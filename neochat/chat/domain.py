@@ -55,6 +55,8 @@ class Chat:
     def welcome(self, session):
         """After the login reply: announce presence, then replay what the
         account missed, in order, then the live events held meanwhile."""
+        if session.closed:
+            return
         self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
         sent = set()
         after = 0
@@ -70,13 +72,19 @@ class Chat:
         session.release(sent)
 
     def logout(self, session):
-        """The client left (``leave_message``) or its connection dropped."""
-        account = session.account
-        if account is None:
-            return
+        """The client said goodbye (``leave_message``)."""
+        self._go_offline(session)
         session.account = None
-        if self.router.detach(account, session):
-            self.router.broadcast(UserLeft(account))
+
+    def disconnected(self, session):
+        """The connection dropped.  The session keeps its account so that
+        requests already received in full still run (nothing accepted is lost)."""
+        session.closed = True
+        self._go_offline(session)
+
+    def _go_offline(self, session):
+        if session.account is not None and self.router.detach(session.account, session):
+            self.router.broadcast(UserLeft(session.account))
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""

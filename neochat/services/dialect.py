@@ -66,11 +66,11 @@ class Dialect:
         self._pump()
 
     def connection_lost(self):
-        self.session.closed = True
-        self.chat.logout(self.session)
+        self.chat.disconnected(self.session)
+        self._pump()  # requests that arrived whole still run
 
     def _pump(self):
-        while not self._busy and not self.session.closed:
+        while not self._busy:
             item = self.next_item()
             if item is None:
                 break

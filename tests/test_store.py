@@ -1,0 +1,122 @@
+"""The store on SQLite and MariaDB: one query set, Deferreds everywhere."""
+
+import pytest
+import pytest_twisted
+
+from neochat.chat.model import PRIVATE, ChatMessage, private_conversation
+from neochat.store import Database, Store, dialect_from_url
+from neochat.store.database import MissingReference
+from neochat.store.dialect import MysqlDialect, SqliteDialect
+from neochat.store.schema import upgrade
+
+
+@pytest_twisted.async_yield_fixture
+async def store(db_url, tmp_path):
+    db = Database(dialect_from_url(db_url, tmp_path))
+    await upgrade(db)
+    yield Store(db)
+    db.close()
+
+
+async def users(store, *names):
+    for name in names:
+        assert await store.users.create(name, "hash-" + name, 1)
+
+
+def message(author, to, content, client_id):
+    return ChatMessage(author=author, chat_type=PRIVATE, content=content,
+                       client_id=client_id, rece_user=to)
+
+
+@pytest_twisted.ensureDeferred
+async def test_account_is_unique_and_profile_editable(store):
+    await users(store, "+86101")
+    assert not await store.users.create("+86101", "other", 2)
+    await store.users.update_profile("+86101", {"user_name": "小明", "sex": "male", "birthday": "2000-01-02"})
+    profile = await store.users.profile("+86101")
+    assert profile["user_name"] == "小明" and profile["sex"] == "male"
+    assert "password_hash" not in profile
+    assert await store.users.existing(["+86101", "nobody"]) == {"+86101"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_pages_newest_first(store):
+    await users(store, "a", "b")
+    ids = []
+    for n in range(7):
+        message_id, _ = await store.messages.add(message("a" if n % 2 else "b", "b" if n % 2 else "a", f"m{n}", f"c{n}"))
+        ids.append(message_id)
+    conversation = private_conversation("a", "b")
+    page = await store.messages.history(conversation, before_id=2 ** 62, limit=3)
+    assert [row["message"] for row in page] == ["m6", "m5", "m4"]
+    page = await store.messages.history(conversation, before_id=page[-1]["id"], limit=3)
+    assert [row["message"] for row in page] == ["m3", "m2", "m1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_pending_queue_pages_and_drains(store):
+    await users(store, "a", "b")
+    for n in range(5):
+        await store.messages.add(message("a", "b", f"m{n}", f"c{n}"), pending_for=["b"])
+    first = await store.messages.pending("b", 0, 3)
+    rest = await store.messages.pending("b", first[-1]["id"], 3)
+    assert [row["message"] for row in first + rest] == [f"m{n}" for n in range(5)]
+    await store.messages.delivered("b", [row["id"] for row in first])
+    assert [row["message"] for row in await store.messages.pending("b")] == ["m3", "m4"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_same_client_id_is_one_message(store):
+    await users(store, "a", "b")
+    first = await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])
+    again = await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])
+    assert first == again
+    assert len(await store.messages.pending("b")) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_message_to_unknown_account_is_refused(store):
+    await users(store, "a")
+    with pytest.raises(MissingReference):
+        await store.messages.add(message("a", "ghost", "x", "c"), pending_for=["ghost"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_text_round_trips_unicode_and_percent_and_question_marks(store):
+    await users(store, "a", "b")
+    text = "100% sure? 😀 <file>%2B86101_1_a.png</file>"
+    await store.messages.add(message("a", "b", text, "c"), pending_for=["b"])
+    assert (await store.messages.pending("b"))[0]["message"] == text
+
+
+@pytest_twisted.ensureDeferred
+async def test_mysql_connection_killed_under_the_pool_is_retried(store):
+    if store.db.dialect.name != "mysql":
+        pytest.skip("MySQL reconnect")
+    import MySQLdb
+
+    await users(store, "a")
+    thread_id = await store.db.run(lambda txn: txn.execute("SELECT CONNECTION_ID()").scalar())
+    dialect = store.db.dialect
+    admin = MySQLdb.connect(host=dialect.host, port=dialect.port, user=dialect.user,
+                            passwd=dialect.password, db=dialect.database)
+    admin.cursor().execute(f"KILL {int(thread_id)}")
+    admin.close()
+    assert await store.db.run(lambda txn: txn.execute("SELECT COUNT(*) FROM users").scalar()) == 1
+
+
+def test_database_urls():
+    from pathlib import Path
+
+    default = dialect_from_url("", Path("/srv/data"))
+    assert isinstance(default, SqliteDialect) and default.path == "/srv/data/neochat.sqlite"
+    assert dialect_from_url("sqlite:///var/x.db", Path(".")).path == "/var/x.db"
+    assert dialect_from_url("sqlite:rel.db", Path(".")).path == "rel.db"
+    mysql = dialect_from_url("mysql://u:p%40ss@db.example:3307/chat", Path("."))
+    assert isinstance(mysql, MysqlDialect)
+    assert (mysql.user, mysql.password, mysql.host, mysql.port, mysql.database) == (
+        "u", "p@ss", "db.example", 3307, "chat")
+    assert mysql.translate("SELECT '100%' WHERE a = ?") == "SELECT '100%%' WHERE a = %s"
+    for bad in ("sqlite::memory:", "mysql://u@h/", "postgres://x/y"):
+        with pytest.raises(ValueError):
+            dialect_from_url(bad, Path("."))
