@@ -17,5 +17,16 @@ class Settings:
     hash_time_cost: int = 3
     hash_memory_kib: int = 65536
 
+    @classmethod
+    def from_environment(cls):
+        """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
+        $NEOCHAT_DATA and $NEOCHAT_DB."""
+        settings = cls()
+        if os.environ.get("NEOCHAT_LISTEN"):
+            settings.listen = os.environ["NEOCHAT_LISTEN"].split()
+        if os.environ.get("NEOCHAT_DATA"):
+            settings.data_dir = Path(os.environ["NEOCHAT_DATA"])
+        return settings
+
     def database_url(self):
         return self.db_url or os.environ.get(DB_URL_VARIABLE) or ""

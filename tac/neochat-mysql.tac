@@ -1,0 +1,16 @@
+# NEOCHAT_DB=mysql://user:password@127.0.0.1:3306/neochat twistd -ny tac/neochat-mysql.tac
+# MariaDB/MySQL, configured from the environment so that no password shows in
+# `ps`: $NEOCHAT_DB (required), $NEOCHAT_LISTEN (default tcp:7000),
+# $NEOCHAT_DATA (default ./neochat-data).
+import os
+
+from twisted.application import service
+
+from neochat.config import DB_URL_VARIABLE, Settings
+from neochat.services.root import build_service
+
+if not os.environ.get(DB_URL_VARIABLE, "").startswith(("mysql://", "mariadb://")):
+    raise SystemExit(f"set {DB_URL_VARIABLE}=mysql://user:password@host:port/dbname")
+
+application = service.Application("neochat")
+build_service(Settings.from_environment()).setServiceParent(application)

@@ -1,0 +1,112 @@
+"""The twistd plugin, its options, the .tac files and the service tree."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from neochat.services.root import NeoChatService, build_service
+from neochat.tap import Options, makeService
+
+ROOT = Path(__file__).resolve().parents[1]
+TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def test_options_have_working_defaults():
+    options = Options()
+    options.parseOptions([])
+    settings = options.settings()
+    assert settings.listen == ["tcp:7000"]
+    assert settings.data_dir == Path("neochat-data")
+    assert settings.db_url is None
+
+
+def test_listen_repeats_and_db_url_comes_from_the_environment(monkeypatch, tmp_path):
+    options = Options()
+    options.parseOptions(["--listen", "tcp:7001", "--listen", "tcp:7002:interface=127.0.0.1",
+                          "--data-dir", str(tmp_path)])
+    settings = options.settings()
+    assert settings.listen == ["tcp:7001", "tcp:7002:interface=127.0.0.1"]
+    monkeypatch.setenv("NEOCHAT_DB", "sqlite:/tmp/from-env.db")
+    assert settings.database_url() == "sqlite:/tmp/from-env.db"
+
+
+def test_make_service_builds_the_tree(tmp_path):
+    options = Options()
+    options.parseOptions(["--data-dir", str(tmp_path)])
+    root = makeService(options)
+    assert isinstance(root, NeoChatService)
+    assert [child.name for child in root] == ["chat"]
+    root.db.close()
+
+
+def test_twistd_lists_the_plugin_and_its_options():
+    listing = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, cwd="/")
+    assert "neochat" in listing.stdout
+    help_text = subprocess.run([TWISTD, "neochat", "--help"], capture_output=True, text=True, cwd="/")
+    for option in ("--listen", "--db", "--data-dir"):
+        assert option in help_text.stdout
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def register_over_tcp(port, deadline):
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    with sock:
+        sock.sendall(b'{"message_type":"register","username":"u","password":"p"}\n')
+        return sock.recv(1000)
+
+
+def serve_and_register(args, cwd, env=None):
+    """Run twistd in the foreground on a free port (given to ``--listen`` or
+    $NEOCHAT_LISTEN), register over TCP, stop it cleanly."""
+    port = free_port()
+    endpoint = f"tcp:{port}:interface=127.0.0.1"
+    args = [arg.replace("{endpoint}", endpoint) for arg in args]
+    env = dict(os.environ, NEOCHAT_LISTEN=endpoint, **(env or {}))
+    process = subprocess.Popen([TWISTD, "--pidfile=", *args], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        reply = register_over_tcp(port, time.monotonic() + 30)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert reply == b'{"message_type":"register","content":"success"}\n', output
+    # twistd shuts down cleanly, then re-raises the SIGTERM it got.
+    assert process.returncode in (0, -15) and "Server Shut Down." in output, output
+    assert "Traceback" not in output, output
+
+
+def test_twistd_plugin_serves_on_sqlite(tmp_path):
+    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--data-dir", "state"], tmp_path)
+    assert (tmp_path / "state" / "neochat.sqlite").exists()
+
+
+def test_default_tac_serves_on_sqlite(tmp_path):
+    serve_and_register(["-ny", str(ROOT / "tac" / "neochat.tac")], tmp_path)
+    assert (tmp_path / "neochat-data" / "neochat.sqlite").exists()
+
+
+def test_mysql_tac_serves_on_mariadb(tmp_path, db_url):
+    if not db_url.startswith("mysql"):
+        refused = subprocess.run([TWISTD, "-ny", str(ROOT / "tac" / "neochat-mysql.tac")],
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                                 env=dict(os.environ, NEOCHAT_DB=db_url))
+        assert refused.returncode != 0 and "NEOCHAT_DB" in refused.stdout + refused.stderr
+        return
+    serve_and_register(["-ny", str(ROOT / "tac" / "neochat-mysql.tac")], tmp_path, {"NEOCHAT_DB": db_url})
