@@ -19,6 +19,8 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
+        ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
+        ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
     ]
 
     def __init__(self):
@@ -31,7 +33,12 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def settings(self):
-        settings = Settings(db_url=self["db"], data_dir=Path(self["data-dir"]))
+        settings = Settings(
+            db_url=self["db"],
+            data_dir=Path(self["data-dir"]),
+            hash_time_cost=self["argon2-time-cost"],
+            hash_memory_kib=self["argon2-memory"],
+        )
         if self["listen"]:
             settings.listen = self["listen"]
         return settings
