@@ -5,7 +5,6 @@ import pytest_twisted
 from twisted.internet import defer
 
 from neochat.services.root import build_service
-from neochat.wire.json_stream import MAX_OBJECT
 from tests.clients import JsonClient
 
 

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from neochat.services.root import NeoChatService, build_service
+from neochat.services.root import NeoChatService
 from neochat.tap import Options, makeService
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,24 +7,35 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from neochat.chat.accounts import check_account_name
-from neochat.chat.errors import BadRequest, Conflict, NotFound, NotLoggedIn
-from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft
+from neochat.chat.errors import BadRequest, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.friends import Friends
+from neochat.chat.groups import Groups, check_group_id
+from neochat.chat.model import (
+    LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft, group_conversation,
+    private_conversation,
+)
+from neochat.chat.profiles import Profiles
 from neochat.chat.session import Session
-from neochat.store.database import MissingReference
+from neochat.store.database import MissingReference, NotAMember
 
 log = Logger()
 
 LOBBY_NAMES = ("", "all")
 MAX_CONTENT = 60 * 1024  # characters; the line limit bounds bytes anyway
 REPLAY_PAGE = 500
+HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor):
+    def __init__(self, store, router, accounts, reactor, friends_only=False):
         self.store = store
         self.router = router
         self.accounts = accounts
         self.reactor = reactor
+        self.friends_only = friends_only
+        self.friends = Friends(store, router)
+        self.groups = Groups(store, router)
+        self.profiles = Profiles(store.users)
         self._inflight = set()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
@@ -58,6 +69,7 @@ class Chat:
         if session.closed:
             return
         self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
+        self._track(self.friends.announce(session.account, online=True))
         sent = set()
         after = 0
         while not session.closed:
@@ -85,6 +97,7 @@ class Chat:
     def _go_offline(self, session):
         if session.account is not None and self.router.detach(session.account, session):
             self.router.broadcast(UserLeft(session.account))
+            self._track(self.friends.announce(session.account, online=False))
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
@@ -99,20 +112,64 @@ class Chat:
 
     # -- messages --------------------------------------------------------
 
+    @defer.inlineCallbacks
     def send_private(self, session, rece_user, content, client_id=None):
         self._require_login(session)
         check_account_name(rece_user)
         message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
-        return self._track(self._store_and_route(message, [rece_user]))
+        if self.friends_only and not (yield self.friends.are_friends(session.account, rece_user)):
+            raise Forbidden("not a friend")
+        try:
+            message.id, message.create_time = yield self._track(
+                self.store.messages.add(message, [rece_user])
+            )
+        except MissingReference:
+            raise NotFound("unknown recipient")
+        self.router.deliver(rece_user, message)
+        return message
 
+    @defer.inlineCallbacks
     def send_room(self, session, room, content, client_id=None):
         """``room`` "" or "all" is the lobby of everyone online; any other
-        value names a group."""
+        value names a group, whose offline members get it at next login."""
         self._require_login(session)
-        if room not in LOBBY_NAMES:
+        if room in LOBBY_NAMES:
+            message = self._new_message(session, NORMAL, content, client_id)
+            message.id, message.create_time = yield self._track(self.store.messages.add(message))
+            self.router.broadcast(message, exclude=message.author)
+            return message
+        message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
+        try:
+            message.id, message.create_time, members = yield self._track(
+                self.store.messages.add_to_group(message)
+            )
+        except MissingReference:
             raise NotFound("unknown group")
-        message = self._new_message(session, NORMAL, content, client_id)
-        return self._track(self._store_and_route(message, []))
+        except NotAMember:
+            raise Forbidden("not a member")
+        for account in members:
+            self.router.deliver(account, message)
+        return message
+
+    @defer.inlineCallbacks
+    def history(self, session, with_user=None, group_id=None, before_id=None, count=HISTORY_PAGE):
+        """The seed's GetOldMessage: a page of a private conversation (with
+        ``with_user``), a group (``group_id``, members only) or the lobby
+        (neither), newest first, older than ``before_id``."""
+        self._require_login(session)
+        if with_user is not None and group_id is not None:
+            raise BadRequest("give with_user or group_id, not both")
+        if not 0 < count <= MAX_HISTORY_PAGE:
+            raise BadRequest(f"count must be 1 to {MAX_HISTORY_PAGE}")
+        if with_user is not None:
+            conversation = private_conversation(session.account, check_account_name(with_user))
+        elif group_id is not None:
+            yield self.groups.require_member(session, group_id)
+            conversation = group_conversation(group_id)
+        else:
+            conversation = LOBBY
+        rows = yield self.store.messages.history(conversation, before_id or 2**62, count)
+        return {"messages": [ChatMessage.from_row(row) for row in rows]}
 
     def acknowledge(self, session, message_ids):
         self._require_login(session)
@@ -155,20 +212,6 @@ class Chat:
             author=session.account, chat_type=chat_type, content=content,
             client_id=client_id, **where,
         )
-
-    @defer.inlineCallbacks
-    def _store_and_route(self, message, recipients):
-        """Commit first, then deliver: an acknowledged message is stored."""
-        try:
-            message.id, message.create_time = yield self.store.messages.add(message, recipients)
-        except MissingReference:
-            raise NotFound("unknown recipient")
-        if recipients:
-            for account in recipients:
-                self.router.deliver(account, message)
-        else:
-            self.router.broadcast(message, exclude=message.author)
-        return message
 
     def _track(self, deferred):
         """Keep a handle on work in flight so shutdown can wait for it."""

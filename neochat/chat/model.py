@@ -80,3 +80,12 @@ class Kicked:
     """This session was replaced by a newer login of the same account."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A social event (friend request, group change, presence...).  Both
+    dialects send it as ``message_type`` plus the same fields."""
+
+    message_type: str
+    fields: dict

@@ -5,6 +5,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 
+from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
 
 WHITESPACE = b" \t\r\n"
@@ -65,7 +66,8 @@ class ChatFactory(Factory):
 
 
 def default_dialects():
-    return {b"{": JsonDialect, None: JsonDialect}
+    """``{`` opens a JSON object; anything else starts a header line."""
+    return {b"{": JsonDialect, None: HeaderDialect}
 
 
 class ChatService(service.Service):

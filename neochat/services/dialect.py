@@ -12,6 +12,15 @@ log = Logger()
 PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
 
 
+class Rejected(Exception):
+    """An item refused before it reached a handler; the error reply still
+    names the request's message_type where the item had one."""
+
+    def __init__(self, request, error):
+        super().__init__(error.reason)
+        self.request, self.error = request, error
+
+
 class Dialect:
     """Subclasses decode items, name the handler for each, and encode replies.
 
@@ -39,7 +48,7 @@ class Dialect:
         raise NotImplementedError
 
     def handle_item(self, item):
-        """Return a (handler, request) pair; raise ChatError to reject the item."""
+        """Return a (handler, request) pair; raise Rejected (or ChatError) to refuse it."""
         raise NotImplementedError
 
     def encode_reply(self, request, reply):
@@ -90,6 +99,9 @@ class Dialect:
         try:
             handler, request = self.handle_item(item)
             result = handler(request)
+        except Rejected as rejected:
+            self._write_error(rejected.request, rejected.error)
+            return
         except ChatError as error:
             self._write_error(request, error)
             return

@@ -2,9 +2,15 @@
 
 from twisted.internet import defer
 
+import base64
+from functools import partial
+
 from neochat.chat.errors import BadRequest, Forbidden, NotLoggedIn
-from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft
+from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
+from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.services.dialect import Dialect, field
+
+JSON_KINDS = {INT: int, IDS: list}
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, encode
 
 
@@ -28,17 +34,34 @@ class JsonDialect(Dialect):
         if isinstance(item, Malformed):
             raise BadRequest(item.reason)
         message_type = item.get("message_type")
-        handler = getattr(self, f"cmd_{message_type}", None) if isinstance(message_type, str) else None
+        if not isinstance(message_type, str):
+            raise BadRequest("unknown message_type")
+        if message_type in OPERATIONS:
+            return partial(self._run_operation, OPERATIONS[message_type]), item
+        handler = getattr(self, f"cmd_{message_type}", None)
         if handler is None:
             raise BadRequest("unknown message_type")
         return handler, item
 
+    def _run_operation(self, operation, request):
+        fields = {}
+        for param in operation.params:
+            value = field(request, param.name, JSON_KINDS.get(param.kind, str), required=param.required)
+            if param.kind == IDS and not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+                raise BadRequest(f"wrong type for field: {param.name}")
+            if value is not None:
+                fields[param.name] = value
+        return operation.run(self.chat, self.session, fields)
+
     def encode_reply(self, request, reply):
-        return encode(reply)
+        if request["message_type"] in OPERATIONS:
+            reply = {"message_type": request["message_type"], "content": "success", **reply}
+        return encode(reply, default=_jsonable)
 
     def encode_error(self, request, error):
         message_type = request.get("message_type") if isinstance(request, dict) else None
-        if not isinstance(message_type, str) or not hasattr(self, f"cmd_{message_type}"):
+        known = message_type in OPERATIONS or hasattr(self, f"cmd_{message_type}")
+        if not isinstance(message_type, str) or not known:
             message_type = "error"
         return encode({"message_type": message_type, "content": "fail", "reason": error.reason})
 
@@ -91,12 +114,6 @@ class JsonDialect(Dialect):
                 "client_id": message.client_id,
             }
 
-    def cmd_ack(self, request):
-        ids = field(request, "id", list)
-        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise BadRequest("wrong type for field: id")
-        return self.chat.acknowledge(self.session, ids).addCallback(lambda _: None)
-
     def _check_own_name(self, request, name, required=True):
         """The seed repeats the sender's name in requests: it must be ours."""
         value = field(request, name, required=required)
@@ -123,4 +140,17 @@ def event_to_json(event):
         return {"message_type": "leave_message", "username": event.account}
     if isinstance(event, Kicked):
         return {"message_type": "kicked", "reason": event.reason}
+    if isinstance(event, Notice):
+        # Raw bytes (a voice clip) travel base64-encoded in JSON.
+        fields = {
+            name: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+            for name, value in event.fields.items()
+        }
+        return {"message_type": event.message_type, **fields}
     raise TypeError(f"no JSON form for {event!r}")
+
+
+def _jsonable(value):
+    if isinstance(value, ChatMessage):
+        return event_to_json(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")

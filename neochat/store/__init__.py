@@ -3,6 +3,7 @@
 from neochat.store.database import Database
 from neochat.store.dialect import dialect_from_url
 from neochat.store.messages import MessageStore
+from neochat.store.social import FriendStore, GroupStore
 from neochat.store.users import UserStore
 
 
@@ -11,6 +12,8 @@ class Store:
         self.db = db
         self.users = UserStore(db)
         self.messages = MessageStore(db)
+        self.friends = FriendStore(db)
+        self.groups = GroupStore(db)
 
 
 __all__ = ["Database", "Store", "dialect_from_url"]

@@ -13,6 +13,10 @@ class MissingReference(Exception):
     """A row named an account, group or message that does not exist."""
 
 
+class NotAMember(Exception):
+    """A group message from someone outside the group."""
+
+
 class Txn:
     """A cursor that takes ``?`` placeholders whatever the driver."""
 

@@ -1,6 +1,6 @@
 """Chat records, pending (not yet delivered) messages and history pages."""
 
-from neochat.store.database import MissingReference
+from neochat.store.database import MissingReference, NotAMember
 
 COLUMNS = ("id", "client_id", "author", "rece_user", "group_id", "chat_type", "message", "create_time")
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -19,6 +19,27 @@ class MessageStore:
         as a retried transaction does, returns the first copy's id.
         """
         return self.db.run(self._add, message, tuple(pending_for))
+
+    def add_to_group(self, message):
+        """Commit a group message and queue it for every other member, in one
+        transaction that also checks the author is a member.
+        Deferred[(id, create_time, [members but the author])]."""
+        return self.db.run(self._add_to_group, message)
+
+    def _add_to_group(self, txn, message):
+        members = [
+            row[0]
+            for row in txn.execute(
+                "SELECT user_account FROM group_users WHERE group_id = ?", (message.group_id,)
+            ).fetchall()
+        ]
+        if not members:
+            raise MissingReference(message.group_id)  # a group always has its creator
+        if message.author not in members:
+            raise NotAMember(message.group_id)
+        recipients = [account for account in members if account != message.author]
+        message_id, create_time = self._add(txn, message, recipients)
+        return message_id, create_time, recipients
 
     def _add(self, txn, message, pending_for):
         try:

@@ -179,6 +179,7 @@ class JsonStreamDecoder:
         return value
 
 
-def encode(obj):
+def encode(obj, default=None):
     """One object per line, UTF-8, as the server always sends."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default)
+    return text.encode("utf-8") + b"\n"
