@@ -1,0 +1,534 @@
+"""The cell server: call registry, seed-000 relay/p2p voice calls, seed-002 keyed relay.
+
+Real UDP sockets on 127.0.0.1; registry timers run on a task.Clock.
+"""
+
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import DatagramProtocol
+
+from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
+from neochat.services.cell import CellService
+from neochat.services.relay import parse_fields
+
+ALICE, BOB, CAROL = "+86101", "+8200001", "+8300002"
+LOCAL = "127.0.0.1"
+KEY_REQUEST = b"user_account: +86101\nfriends: +8200001\n\n"
+
+
+class Party(DatagramProtocol):
+    """A UDP client socket on loopback that queues what it receives."""
+
+    def __init__(self):
+        self.inbox = defer.DeferredQueue()
+
+    def datagramReceived(self, data, source):
+        self.inbox.put((data, source))
+
+    def send(self, data, address):
+        self.transport.write(data, address)
+
+    def send_to_other(self, data, fields):
+        self.send(data, (fields["other_ip"], fields["other_port"]))
+
+    def next(self):
+        return self.inbox.get().addTimeout(2, reactor)
+
+    @property
+    def port(self):
+        return self.transport.getHost().port
+
+
+class Net:
+    """Services and client sockets of one test, all closed at teardown."""
+
+    def __init__(self):
+        self.clock = task.Clock()
+        self.ended = []
+        self.ports = []
+        self.services = []
+
+    def cell(self, mode="relay", limits=None):
+        registry = CallRegistry(limits or CallLimits(), self.clock)
+        registry.on_call_ended = lambda call, reason: self.ended.append((call, reason))
+        cell = CellService(registry, interface=LOCAL, port=0, relay_ports=(0, 0),
+                           client_ports=free_port_range(8), mode=mode, reactor=reactor)
+        cell.startService()
+        self.services.append(cell)
+        return cell
+
+    def party(self, port=0, interface=LOCAL):
+        party = Party()
+        self.ports.append(reactor.listenUDP(port, party, interface))
+        return party
+
+    async def close(self):
+        for cell in self.services:
+            if cell.running:
+                await cell.stopService()
+        for port in self.ports:
+            await port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def net():
+    net = Net()
+    yield net
+    await net.close()
+
+
+def free_port_range(count):
+    """First and last of ``count`` consecutive loopback UDP ports that were free just now."""
+    while True:
+        probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+        try:
+            probes[0].bind((LOCAL, 0))
+            first = probes[0].getsockname()[1]
+            if first + count - 1 > 65535:
+                continue
+            for number in range(first + 1, first + count):
+                probes.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                probes[-1].bind((LOCAL, number))
+            return first, first + count - 1
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+
+
+def port_is_free(number):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((LOCAL, number))
+        except OSError:
+            return False
+        return True
+
+
+async def wait_for(predicate):
+    for _ in range(200):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not reached in 2 s")
+
+
+def accepted_voice_call(cell, caller=ALICE, callee=BOB):
+    call = cell.start_voice_call(caller, callee, LOCAL, LOCAL)
+    cell.registry.accept(call.key, callee)
+    return call, cell.party_addresses(call.key, caller), cell.party_addresses(call.key, callee)
+
+
+def relay_ports_of(call):
+    return [call.caller_leg.relay_port, call.callee_leg.relay_port]
+
+
+def cell_address(cell):
+    return (LOCAL, cell.cell_port.getHost().port)
+
+
+def media(key, role, payload):
+    return f"{key}:{role}\n".encode() + payload
+
+
+# The registry on its own
+
+
+def test_keys_are_random_and_do_not_name_the_accounts():
+    registry = CallRegistry(clock=task.Clock())
+    first = registry.request_key(ALICE, BOB)
+    second = registry.request_key(ALICE, CAROL)
+    assert first.key != second.key
+    assert len(first.key) >= 22  # token_urlsafe(16): 128 bits
+    assert "86101" not in first.key and "8200001" not in first.key
+
+
+def test_only_the_callee_can_accept_and_only_once():
+    registry = CallRegistry(clock=task.Clock())
+    call = registry.request_key(ALICE, BOB)
+    with pytest.raises(CallError, match="not_party"):
+        registry.accept(call.key, ALICE)
+    assert registry.accept(call.key, BOB).state == ACCEPTED
+    with pytest.raises(CallError, match="bad_state"):
+        registry.accept(call.key, BOB)
+    with pytest.raises(CallError, match="no_such_call"):
+        registry.accept("no-such-key", BOB)
+
+
+def test_outsider_cannot_close_a_call():
+    registry = CallRegistry(clock=task.Clock())
+    call = registry.request_key(ALICE, BOB)
+    with pytest.raises(CallError, match="not_party"):
+        registry.close(call.key, "closed", by_account=CAROL)
+    assert registry.close(call.key, "rejected", by_account=BOB) is call
+    assert registry.close(call.key) is None
+
+
+@pytest.mark.parametrize("caller, callee, kind", [(ALICE, ALICE, "call"), (ALICE, BOB, "fax"), ("", BOB, "call")])
+def test_bad_call_requests_are_refused(caller, callee, kind):
+    registry = CallRegistry(clock=task.Clock())
+    with pytest.raises(CallError, match="bad_request") as error:
+        registry.request_key(caller, callee, kind)
+    assert error.value.stat == 400
+
+
+def test_third_call_of_a_user_is_busy_either_side():
+    registry = CallRegistry(clock=task.Clock())
+    registry.request_key(ALICE, BOB)
+    registry.request_key(CAROL, ALICE)
+    with pytest.raises(CallError, match="busy") as error:
+        registry.request_key(ALICE, "+1")
+    assert error.value.stat == 486
+    with pytest.raises(CallError, match="busy"):
+        registry.request_key("+1", ALICE)
+
+
+def test_total_call_limit_reports_server_full():
+    registry = CallRegistry(CallLimits(max_calls_total=1), task.Clock())
+    registry.request_key(ALICE, BOB)
+    with pytest.raises(CallError, match="server_full"):
+        registry.request_key(CAROL, "+1")
+
+
+def test_find_call_finds_the_call_between_two_accounts_either_way():
+    registry = CallRegistry(clock=task.Clock())
+    call = registry.request_key(ALICE, BOB)
+    assert registry.find_call(BOB, ALICE) is call
+    assert registry.find_call(ALICE, CAROL) is None
+
+
+# Seed 000: relay mode
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_mode_carries_datagrams_to_the_other_party_both_ways(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+
+    alice.send_to_other(b"hello bob", alice_fields)
+    assert await bob.next() == (b"hello bob", (bob_fields["other_ip"], bob_fields["other_port"]))
+    bob.send_to_other(b"hello alice", bob_fields)
+    assert await alice.next() == (b"hello alice", (alice_fields["other_ip"], alice_fields["other_port"]))
+    assert cell.counters()["relayed_packets"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_mode_hands_out_four_fields_per_party(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    assert alice_fields["other_ip"] == LOCAL and alice_fields["your_ip"] == LOCAL
+    assert alice_fields["other_port"] == call.caller_leg.relay_port
+    assert bob_fields["other_port"] == call.callee_leg.relay_port
+    assert alice_fields["your_port"] != bob_fields["your_port"]  # same IP: distinct client ports
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_latches_onto_a_nat_rewritten_source_port(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice_home = net.party(alice_fields["your_port"])
+    alice_behind_nat = net.party()  # her datagrams leave from another port
+    bob = net.party(bob_fields["your_port"])
+
+    alice_behind_nat.send_to_other(b"from nat", alice_fields)
+    assert (await bob.next())[0] == b"from nat"
+    bob.send_to_other(b"reply", bob_fields)
+    assert (await alice_behind_nat.next())[0] == b"reply"
+    assert call.caller_leg.latched == (LOCAL, alice_behind_nat.port)
+    assert not alice_home.inbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_third_party_can_neither_inject_nor_receive(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    mallory = net.party()
+    alice.send_to_other(b"latch alice", alice_fields)
+    await bob.next()
+    bob.send_to_other(b"latch bob", bob_fields)
+    await alice.next()
+
+    mallory.send_to_other(b"injected", alice_fields)
+    mallory.send_to_other(b"injected", bob_fields)
+    alice.send_to_other(b"genuine", alice_fields)
+    assert (await bob.next())[0] == b"genuine"
+    await wait_for(lambda: cell.counters()["dropped_wrong_source"] == 2)
+    assert not alice.inbox.pending and not bob.inbox.pending and not mallory.inbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_port_cannot_be_latched_from_another_ip(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    mallory = net.party(interface="127.0.0.2")
+    mallory.send_to_other(b"hijack", alice_fields)
+    await wait_for(lambda: cell.counters()["dropped_wrong_source"] == 1)
+    assert call.caller_leg.latched is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_voice_call_with_a_host_name_for_ip_is_refused_and_leaves_nothing(net):
+    cell = net.cell()
+    with pytest.raises(CallError, match="bad_request"):
+        cell.start_voice_call(ALICE, BOB, LOCAL, "bob.example")
+    assert len(cell.registry) == 0 and net.ended == []
+    await cell.wait_ports_closed()
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay_drops_media_before_accept(net):
+    cell = net.cell()
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    alice_fields, bob_fields = cell.party_addresses(call.key, ALICE), cell.party_addresses(call.key, BOB)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    alice.send_to_other(b"too early", alice_fields)
+    await wait_for(lambda: cell.counters()["dropped_not_accepted"] == 1)
+    assert not bob.inbox.pending and call.caller_leg.latched is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversize_datagram_is_dropped(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    alice.send_to_other(b"x" * 1401, alice_fields)
+    alice.send_to_other(b"y" * 1400, alice_fields)
+    assert (await bob.next())[0] == b"y" * 1400
+    await wait_for(lambda: cell.counters()["dropped_oversize"] == 1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_packets_over_the_rate_cap_are_dropped(net):
+    limits = CallLimits(audio=MediaCaps(max_datagram=1400, packets_per_second=3, bytes_per_second=64_000))
+    cell = net.cell(limits=limits)
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    for number in range(5):
+        alice.send_to_other(b"%d" % number, alice_fields)
+    assert [(await bob.next())[0] for _ in range(3)] == [b"0", b"1", b"2"]
+    await wait_for(lambda: cell.counters()["dropped_rate_limited"] == 2)
+    net.clock.advance(1)  # the bucket refills
+    alice.send_to_other(b"later", alice_fields)
+    assert (await bob.next())[0] == b"later"
+
+
+# Seed 000: p2p mode
+
+
+@pytest_twisted.ensureDeferred
+async def test_p2p_mode_hands_out_the_peers_own_addresses(net):
+    cell = net.cell(mode="p2p")
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, "127.0.0.2")
+    alice_fields, bob_fields = cell.party_addresses(call.key, ALICE), cell.party_addresses(call.key, BOB)
+    assert alice_fields["your_ip"] == LOCAL and bob_fields["your_ip"] == "127.0.0.2"
+    assert (alice_fields["other_ip"], alice_fields["other_port"]) == (bob_fields["your_ip"], bob_fields["your_port"])
+    assert (bob_fields["other_ip"], bob_fields["other_port"]) == (alice_fields["your_ip"], alice_fields["your_port"])
+    assert call.caller_leg.relay_port is None and call.callee_leg.relay_port is None
+
+
+def test_accepted_p2p_call_has_no_idle_timeout():
+    registry = CallRegistry(clock=task.Clock())
+    call = registry.create_call(ALICE, BOB, "voice", "p2p")
+    registry.accept(call.key, BOB)
+    registry.clock.advance(3600)
+    assert registry.get(call.key) is call
+
+
+# Seed 002: keyed relay
+
+
+async def request_key(cell, party, request=KEY_REQUEST):
+    party.send(request, cell_address(cell))
+    reply, source = await party.next()
+    assert source == cell_address(cell)
+    return parse_fields(reply)
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyed_relay_key_request_accept_then_media_both_ways(net):
+    cell = net.cell()
+    alice, bob = net.party(), net.party()
+    reply = await request_key(cell, alice)
+    assert reply["stat"] == "200"
+    key = reply["connection_key"]
+    cell.registry.accept(key, BOB)
+
+    alice.send(media(key, "A", b""), cell_address(cell))  # latches alice; bob is not known yet
+    await wait_for(lambda: cell.counters()["dropped_peer_unknown"] == 1)
+    bob.send(media(key, "B", b"hi alice"), cell_address(cell))
+    assert await alice.next() == (media(key, "B", b"hi alice"), cell_address(cell))
+    alice.send(media(key, "A", b"hi bob"), cell_address(cell))
+    assert await bob.next() == (media(key, "A", b"hi bob"), cell_address(cell))
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyed_media_before_accept_is_dropped(net):
+    cell = net.cell()
+    alice = net.party()
+    key = (await request_key(cell, alice))["connection_key"]
+    assert cell.registry.get(key).state == "requested"
+    alice.send(media(key, "A", b"too early"), cell_address(cell))
+    await wait_for(lambda: cell.counters()["dropped_not_accepted"] == 1)
+    assert cell.registry.get(key).caller_leg.latched is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyed_relay_third_party_can_neither_inject_nor_receive(net):
+    cell = net.cell()
+    alice, bob, mallory = net.party(), net.party(), net.party()
+    key = (await request_key(cell, alice))["connection_key"]
+    cell.registry.accept(key, BOB)
+    alice.send(media(key, "A", b""), cell_address(cell))
+    bob.send(media(key, "B", b"latched"), cell_address(cell))
+    await alice.next()
+
+    mallory.send(media("A" * len(key), "A", b"guessed key"), cell_address(cell))
+    mallory.send(media(key, "A", b"stolen key, wrong source"), cell_address(cell))
+    alice.send(media(key, "A", b"genuine"), cell_address(cell))
+    assert (await bob.next())[0] == media(key, "A", b"genuine")
+    await wait_for(lambda: cell.counters()["dropped_wrong_source"] == 1)
+    assert cell.counters()["dropped_unknown_key"] == 1
+    assert not bob.inbox.pending and not mallory.inbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_videocall_key_allows_larger_datagrams(net):
+    cell = net.cell()
+    alice, bob = net.party(), net.party()
+    reply = await request_key(cell, alice, b"user_account: +86101\nfriends: +8200001\nmessage_type: videocall\n\n")
+    key = reply["connection_key"]
+    cell.registry.accept(key, BOB)
+    alice.send(media(key, "A", b""), cell_address(cell))
+    frame = media(key, "B", b"v" * 8000)
+    bob.send(frame, cell_address(cell))
+    assert (await alice.next())[0] == frame
+
+
+@pytest.mark.parametrize("request_datagram", [
+    b"hello\n\n",
+    b"user_account: +86101\n\n",
+    b"user_account: +86101\nfriends: +86101\n\n",
+    b"user_account: +86101\nfriends: +8200001\nmessage_type: fax\n\n",
+    b"\xff\xfe: x\n\n",
+])
+@pytest_twisted.ensureDeferred
+async def test_bad_key_request_gets_400(net, request_datagram):
+    cell = net.cell()
+    assert await request_key(cell, net.party(), request_datagram) == {"stat": "400", "reason": "bad_request"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_requests_are_rate_limited_per_source_ip(net):
+    cell = net.cell()
+    alice = net.party()
+    for number in range(5):
+        assert (await request_key(cell, alice, b"junk %d\n" % number))["stat"] == "400"
+    for number in range(5):
+        reply = await request_key(cell, alice, b"user_account: +%d\nfriends: +8200001\n\n" % number)
+        assert reply["stat"] == "200", number
+        cell.registry.close(reply["connection_key"])
+    assert await request_key(cell, alice) == {"stat": "429", "reason": "rate_limited"}
+    net.clock.advance(10)
+    assert (await request_key(cell, alice))["stat"] == "200"
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_requests_past_the_first_refusal_get_no_reply(net):
+    cell = net.cell(limits=CallLimits(key_requests_per_ip=1))
+    alice = net.party()
+    assert (await request_key(cell, alice))["stat"] == "200"
+    assert (await request_key(cell, alice))["stat"] == "429"
+    alice.send(KEY_REQUEST, cell_address(cell))
+    await wait_for(lambda: cell.counters()["dropped_key_flood"] == 1)
+    assert (await request_key(cell, net.party(interface="127.0.0.2")))["stat"] == "200"
+    assert not alice.inbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_request_beyond_calls_per_user_gets_486(net):
+    cell = net.cell()
+    alice = net.party()
+    assert (await request_key(cell, alice))["stat"] == "200"
+    assert (await request_key(cell, alice))["stat"] == "200"
+    assert await request_key(cell, alice) == {"stat": "486", "reason": "busy"}
+
+
+# What ends a call
+
+
+@pytest_twisted.ensureDeferred
+async def test_rejected_call_frees_its_relay_ports_and_key(net):
+    cell = net.cell()
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    ports = relay_ports_of(call)
+    cell.registry.close(call.key, "rejected", by_account=BOB)
+    assert net.ended == [(call, "rejected")]
+    assert call.state == CLOSED and cell.registry.get(call.key) is None
+    await cell.wait_ports_closed()
+    assert all(port_is_free(port) for port in ports)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unanswered_request_expires(net):
+    cell = net.cell()
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    net.clock.advance(29.9)
+    assert net.ended == []
+    net.clock.advance(0.1)
+    assert net.ended == [(call, "timeout")]
+    await cell.wait_ports_closed()
+    assert all(port_is_free(port) for port in relay_ports_of(call))
+
+
+@pytest_twisted.ensureDeferred
+async def test_call_silent_both_ways_ends_after_idle_timeout(net):
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    net.clock.advance(59)
+    alice.send_to_other(b"still here", alice_fields)
+    await bob.next()
+    net.clock.advance(59)
+    assert net.ended == []
+    net.clock.advance(1)
+    assert net.ended == [(call, "idle")]
+    assert net.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_close_all_for_ends_every_call_of_the_account_and_frees_ports(net):
+    cell = net.cell()
+    with_bob = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    key_call = cell.registry.request_key(CAROL, ALICE)
+    cell.registry.request_key(BOB, CAROL)
+    ports = relay_ports_of(with_bob)
+
+    ended = cell.registry.close_all_for(ALICE, "logout")
+    assert set(ended) == {with_bob, key_call}
+    assert sorted(reason for _, reason in net.ended) == ["logout", "logout"]
+    assert cell.registry.get(with_bob.key) is None and cell.registry.get(key_call.key) is None
+    assert cell.counters()["calls"] == 1
+    await cell.wait_ports_closed()
+    assert all(port_is_free(port) for port in ports)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_service_closes_every_port_and_cancels_every_timer(net):
+    before = set(reactor.getDelayedCalls())
+    cell = net.cell()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)
+    requested = cell.start_voice_call(CAROL, BOB, LOCAL, LOCAL)
+    ports = relay_ports_of(call) + relay_ports_of(requested) + [cell_address(cell)[1]]
+
+    await cell.stopService()
+    assert all(port_is_free(port) for port in ports)
+    assert net.clock.getDelayedCalls() == []
+    assert set(reactor.getDelayedCalls()) <= before
+    assert sorted(reason for _, reason in net.ended) == ["shutdown", "shutdown"]
+    assert len(cell.registry) == 0
