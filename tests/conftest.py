@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor
 
 from neochat.config import Settings
 from neochat.services.root import build_service
-from tests.clients import JsonClient
+from tests.clients import HeaderClient, JsonClient
 
 MYSQL_VARIABLE = "NEOCHAT_TEST_MYSQL"  # e.g. mysql://root@127.0.0.1:3306/
 
@@ -76,10 +76,20 @@ class RunningServer:
         return self.root.chat_service.ports[0].getHost().port
 
     @defer.inlineCallbacks
-    def client(self):
-        client = yield JsonClient.connect(self.port)
+    def client(self, dialect="json"):
+        kind = {"json": JsonClient, "header": HeaderClient}[dialect]
+        client = yield kind.connect(self.port)
         self.clients.append(client)
         return client
+
+    @defer.inlineCallbacks
+    def logged_in(self, *names, dialect="json", **extra):
+        clients = []
+        for name in names:
+            client = yield self.client(dialect)
+            yield client.register_and_login(name, **extra)
+            clients.append(client)
+        return clients
 
     @defer.inlineCallbacks
     def stop(self):
@@ -97,3 +107,8 @@ async def server(settings):
     running = RunningServer(root)
     yield running
     await running.stop()
+
+
+@pytest.fixture(params=["json", "header"])
+def dialect(request):
+    return request.param

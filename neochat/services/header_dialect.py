@@ -193,14 +193,13 @@ def _convert(param, value):
 
 
 def encode_chat_message(message):
+    """As the seed forwards text: the sender in ``user_account``, no ``friends``."""
     return encode_message(*_chat_message_headers(message))
 
 
 def _chat_message_headers(message):
     headers = {"user_account": message.author, "message_type": "text"}
-    if message.chat_type == PRIVATE:
-        headers["friends"] = message.rece_user
-    else:
+    if message.chat_type != PRIVATE:
         headers["group_id"] = message.room
     headers.update(id=str(message.id), time=str(message.create_time))
     if "\n" in message.content or "\r" in message.content:
@@ -210,9 +209,11 @@ def _chat_message_headers(message):
 
 
 def _message_as_dict(message):
-    headers, body = _chat_message_headers(message)
-    if body:
-        headers["text"] = message.content
+    """A history entry: like a forwarded text, plus ``friends`` on private ones."""
+    headers, _ = _chat_message_headers(message)
+    headers["text"] = message.content
+    if message.chat_type == PRIVATE:
+        headers["friends"] = message.rece_user
     return headers
 
 
