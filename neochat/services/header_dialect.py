@@ -1,8 +1,11 @@
 """The header dialect of seed 002: ``key: value`` lines and a blank line.
 
 Replies carry ``stat`` (HTTP-like codes, 200 for success) and, on failure,
-``reason``.  Lists travel as a JSON body (``content-type: application/json``)
-because header values are single lines.  docs/protocol.md has every message.
+``reason``.  Pushed events are header lines only (a list of accounts is one
+space-separated value: accounts hold no white space), so a client written
+from the seed can read them.  Replies to the extension operations put lists
+in a JSON body (``content-type: application/json``).  docs/protocol.md has
+every message.
 """
 
 import json
@@ -78,13 +81,15 @@ class HeaderDialect(Dialect):
         if isinstance(event, ChatMessage):
             return encode_chat_message(event)
         if isinstance(event, OnlineUsers):
-            return _encode_with_lists({"message_type": "update_online_user"}, {"online_user": list(event.accounts)})
+            return encode_message({"message_type": "update_online_user", "online_user": " ".join(event.accounts)})
         if isinstance(event, UserLeft):
             return encode_message({"message_type": "leave_message", "user_account": event.account})
         if isinstance(event, Kicked):
             return encode_message({"message_type": "kicked", "reason": event.reason})
         if isinstance(event, Notice):
-            return _encode_with_lists({"message_type": event.message_type}, event.fields)
+            fields = dict(event.fields)
+            body = fields.pop("body", b"")
+            return encode_message({"message_type": event.message_type, **fields}, body)
         raise TypeError(f"no header form for {event!r}")
 
     # -- the seed's messages -------------------------------------------------
@@ -218,10 +223,8 @@ def _message_as_dict(message):
 
 
 def _encode_with_lists(headers, fields):
-    """Scalars become headers; lists and dicts go in a JSON body; raw
-    ``body`` bytes are sent as they are."""
-    fields = dict(fields)
-    body = fields.pop("body", b"")
+    """Scalars become headers; lists and dicts go in a JSON body."""
+    body = b""
     structured = {}
     for name, value in fields.items():
         if isinstance(value, (list, dict)):
