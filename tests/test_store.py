@@ -61,7 +61,7 @@ async def test_pending_queue_pages_and_drains(store):
     first = await store.messages.pending("b", 0, 3)
     rest = await store.messages.pending("b", first[-1]["id"], 3)
     assert [row["message"] for row in first + rest] == [f"m{n}" for n in range(5)]
-    await store.messages.delivered("b", [row["id"] for row in first])
+    await store.messages.delivered(("b", row["id"]) for row in first)
     assert [row["message"] for row in await store.messages.pending("b")] == ["m3", "m4"]
 
 

@@ -27,11 +27,12 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False):
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls):
         self.store = store
         self.router = router
         self.accounts = accounts
         self.reactor = reactor
+        self.calls = calls  # neochat.chat.calling.Calls
         self.friends_only = friends_only
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)
@@ -85,17 +86,19 @@ class Chat:
 
     def logout(self, session):
         """The client said goodbye (``leave_message``)."""
-        self._go_offline(session)
+        self._go_offline(session, "logout")
         session.account = None
 
     def disconnected(self, session):
         """The connection dropped.  The session keeps its account so that
         requests already received in full still run (nothing accepted is lost)."""
         session.closed = True
-        self._go_offline(session)
+        self._go_offline(session, "disconnected")
 
-    def _go_offline(self, session):
+    def _go_offline(self, session, reason):
+        """``reason`` ends the account's calls."""
         if session.account is not None and self.router.detach(session.account, session):
+            self.calls.end_all_for(session.account, reason)
             self.router.broadcast(UserLeft(session.account))
             self._track(self.friends.announce(session.account, online=False))
 
@@ -173,7 +176,7 @@ class Chat:
 
     def acknowledge(self, session, message_ids):
         self._require_login(session)
-        return self._track(self.store.messages.delivered(session.account, message_ids))
+        return self._track(self.store.messages.delivered((session.account, i) for i in message_ids))
 
     def written(self, session, message):
         """A message went out to ``session``: unless the client acknowledges
@@ -185,13 +188,10 @@ class Chat:
             self._flush_call = self.reactor.callLater(0, self._flush_written)
 
     def _flush_written(self):
+        """One transaction for everything written since the last turn."""
         self._flush_call = None
-        by_account = {}
-        for account, message_id in self._written:
-            by_account.setdefault(account, []).append(message_id)
-        self._written = []
-        for account, ids in by_account.items():
-            self._track(self.store.messages.delivered(account, ids))
+        written, self._written = self._written, []
+        self._track(self.store.messages.delivered(written))
 
     # -- internals -------------------------------------------------------
 

@@ -82,9 +82,9 @@ class MessageStore:
             ).dicts()
         )
 
-    def delivered(self, account, message_ids):
-        """Deferred: drop these messages from ``account``'s pending queue."""
-        rows = [(account, message_id) for message_id in message_ids]
+    def delivered(self, rows):
+        """Deferred: drop (account, message id) pairs from the pending queues."""
+        rows = list(rows)
         return self.db.run(
             lambda txn: txn.executemany(
                 "DELETE FROM pending WHERE user_account = ? AND message_id = ?", rows
