@@ -16,14 +16,28 @@ class Settings:
     # argon2id cost.  The defaults are argon2-cffi's (RFC 9106 low-memory).
     hash_time_cost: int = 3
     hash_memory_kib: int = 65536
+    # Private chat only between accepted friends.
+    friends_only: bool = False
+    # The cell server (calls, docs/protocol-cell.md).  Port ranges are
+    # (first, last); relay_ports (0, 0) means any free port.  advertise_ip is
+    # where clients send relayed media; None: cell_interface, or 127.0.0.1
+    # (with a warning) when that is all interfaces.
+    cell_port: int = 10010
+    cell_interface: str = "0.0.0.0"
+    relay_ports: tuple = (40000, 40999)
+    client_ports: tuple = (41000, 41999)
+    advertise_ip: str = None
+    voice_mode: str = "relay"  # or "p2p": seed-000 voice media goes peer to peer
 
     @classmethod
     def from_environment(cls):
         """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
-        $NEOCHAT_DATA and $NEOCHAT_DB."""
+        $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_DATA and $NEOCHAT_DB."""
         settings = cls()
         if os.environ.get("NEOCHAT_LISTEN"):
             settings.listen = os.environ["NEOCHAT_LISTEN"].split()
+        if os.environ.get("NEOCHAT_CELL"):
+            settings.cell_port = int(os.environ["NEOCHAT_CELL"])
         if os.environ.get("NEOCHAT_DATA"):
             settings.data_dir = Path(os.environ["NEOCHAT_DATA"])
         return settings

@@ -4,16 +4,30 @@ from pathlib import Path
 
 from twisted.python import usage
 
+from neochat.chat.calls import P2P, RELAY
 from neochat.config import DB_URL_VARIABLE, Settings
+from neochat.services.cell import PortRange
 from neochat.services.root import build_service
+
+VOICE_MODES = (RELAY, P2P)
+
+
+def voice_mode(text):
+    if text not in VOICE_MODES:
+        raise ValueError(text)
+    return text
 
 
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "Runs the NeoChat message server (both dialects on each --listen endpoint)."
+        "Runs the NeoChat message server (both dialects on each --listen endpoint)"
+        " and the cell server for calls (--cell)."
         f" The database URL may also come from ${DB_URL_VARIABLE}."
     )
+    optFlags = [
+        ["friends-only", None, "Private chat only between accepted friends (default: anyone)."],
+    ]
     optParameters = [
         ["db", None, None,
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
@@ -21,6 +35,18 @@ class Options(usage.Options):
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
         ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
         ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
+        ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
+        ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
+        ["relay-ports", None, "40000-40999",
+         "UDP ports relaying seed-000 voice calls, FIRST-LAST, one per party (0-0: any free port)."],
+        ["client-ports", None, "41000-41999",
+         "Port numbers seed-000 voice clients are told to bind (your_port), FIRST-LAST."],
+        ["advertise-ip", None, None,
+         "IP clients send relayed media to (other_ip). Default: --cell-interface, or "
+         "127.0.0.1 with a warning when that is 0.0.0.0; set it for clients on other hosts."],
+        ["voice", None, "relay",
+         "Seed-000 voice media: relay (through the cell server) or p2p (peers get each "
+         "other's addresses).", voice_mode],
     ]
 
     def __init__(self):
@@ -32,16 +58,39 @@ class Options(usage.Options):
         ssl:7443:privateKey=key.pem:certKey=cert.pem (repeatable; default tcp:7000)."""
         self["listen"].append(description)
 
+    def postOptions(self):
+        for name in ("relay-ports", "client-ports"):
+            self[name] = port_range(self[name])
+        if self["client-ports"][0] == 0:
+            raise usage.UsageError("--client-ports needs real port numbers")
+
     def settings(self):
         settings = Settings(
             db_url=self["db"],
             data_dir=Path(self["data-dir"]),
             hash_time_cost=self["argon2-time-cost"],
             hash_memory_kib=self["argon2-memory"],
+            cell_port=self["cell"],
+            cell_interface=self["cell-interface"],
+            relay_ports=self["relay-ports"],
+            client_ports=self["client-ports"],
+            advertise_ip=self["advertise-ip"],
+            voice_mode=self["voice"],
         )
         if self["listen"]:
             settings.listen = self["listen"]
         return settings
+
+
+def port_range(text):
+    """``FIRST-LAST`` (or one port) as a (first, last) tuple."""
+    first, _, last = text.partition("-")
+    try:
+        ports = int(first), int(last or first)
+        PortRange(*ports)  # checks the numbers
+    except ValueError:
+        raise usage.UsageError(f"bad port range {text!r}: want FIRST-LAST, e.g. 40000-40999") from None
+    return ports
 
 
 def makeService(options):

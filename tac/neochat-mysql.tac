@@ -1,6 +1,7 @@
 # NEOCHAT_DB=mysql://user:password@127.0.0.1:3306/neochat twistd -ny tac/neochat-mysql.tac
 # MariaDB/MySQL, configured from the environment so that no password shows in
 # `ps`: $NEOCHAT_DB (required), $NEOCHAT_LISTEN (default tcp:7000),
+# $NEOCHAT_CELL (cell server UDP port, default 10010),
 # $NEOCHAT_DATA (default ./neochat-data).
 import os
 

@@ -12,6 +12,7 @@ from twisted.internet import defer, reactor
 from neochat.config import Settings
 from neochat.services.root import build_service
 from tests.clients import HeaderClient, JsonClient
+from tests.udp import LOCAL, free_port_range
 
 MYSQL_VARIABLE = "NEOCHAT_TEST_MYSQL"  # e.g. mysql://root@127.0.0.1:3306/
 
@@ -62,6 +63,10 @@ def settings(db_url, tmp_path):
         data_dir=tmp_path / "data",
         hash_time_cost=1,
         hash_memory_kib=1024,
+        cell_port=0,
+        cell_interface=LOCAL,
+        relay_ports=(0, 0),
+        client_ports=free_port_range(8),
     )
 
 

@@ -3,52 +3,26 @@
 Real UDP sockets on 127.0.0.1; registry timers run on a task.Clock.
 """
 
-import socket
-
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
 from neochat.services.cell import CellService
 from neochat.services.relay import parse_fields
+from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
 ALICE, BOB, CAROL = "+86101", "+8200001", "+8300002"
-LOCAL = "127.0.0.1"
 KEY_REQUEST = b"user_account: +86101\nfriends: +8200001\n\n"
 
 
-class Party(DatagramProtocol):
-    """A UDP client socket on loopback that queues what it receives."""
-
-    def __init__(self):
-        self.inbox = defer.DeferredQueue()
-
-    def datagramReceived(self, data, source):
-        self.inbox.put((data, source))
-
-    def send(self, data, address):
-        self.transport.write(data, address)
-
-    def send_to_other(self, data, fields):
-        self.send(data, (fields["other_ip"], fields["other_port"]))
-
-    def next(self):
-        return self.inbox.get().addTimeout(2, reactor)
-
-    @property
-    def port(self):
-        return self.transport.getHost().port
-
-
-class Net:
+class Net(UdpSockets):
     """Services and client sockets of one test, all closed at teardown."""
 
     def __init__(self):
+        super().__init__()
         self.clock = task.Clock()
         self.ended = []
-        self.ports = []
         self.services = []
 
     def cell(self, mode="relay", limits=None):
@@ -60,17 +34,11 @@ class Net:
         self.services.append(cell)
         return cell
 
-    def party(self, port=0, interface=LOCAL):
-        party = Party()
-        self.ports.append(reactor.listenUDP(port, party, interface))
-        return party
-
     async def close(self):
         for cell in self.services:
             if cell.running:
                 await cell.stopService()
-        for port in self.ports:
-            await port.stopListening()
+        await super().close()
 
 
 @pytest_twisted.async_yield_fixture
@@ -78,43 +46,6 @@ async def net():
     net = Net()
     yield net
     await net.close()
-
-
-def free_port_range(count):
-    """First and last of ``count`` consecutive loopback UDP ports that were free just now."""
-    while True:
-        probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
-        try:
-            probes[0].bind((LOCAL, 0))
-            first = probes[0].getsockname()[1]
-            if first + count - 1 > 65535:
-                continue
-            for number in range(first + 1, first + count):
-                probes.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-                probes[-1].bind((LOCAL, number))
-            return first, first + count - 1
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-
-
-def port_is_free(number):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((LOCAL, number))
-        except OSError:
-            return False
-        return True
-
-
-async def wait_for(predicate):
-    for _ in range(200):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not reached in 2 s")
 
 
 def accepted_voice_call(cell, caller=ALICE, callee=BOB):
@@ -125,14 +56,6 @@ def accepted_voice_call(cell, caller=ALICE, callee=BOB):
 
 def relay_ports_of(call):
     return [call.caller_leg.relay_port, call.callee_leg.relay_port]
-
-
-def cell_address(cell):
-    return (LOCAL, cell.cell_port.getHost().port)
-
-
-def media(key, role, payload):
-    return f"{key}:{role}\n".encode() + payload
 
 
 # The registry on its own

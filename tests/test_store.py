@@ -89,10 +89,9 @@ async def test_text_round_trips_unicode_and_percent_and_question_marks(store):
     assert (await store.messages.pending("b"))[0]["message"] == text
 
 
+@pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_mysql_connection_killed_under_the_pool_is_retried(store):
-    if store.db.dialect.name != "mysql":
-        pytest.skip("MySQL reconnect")
     import MySQLdb
 
     await users(store, "a")

@@ -7,8 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from twisted.python import usage
 
-from neochat.services.root import NeoChatService
+from neochat.config import Settings
+from neochat.services.root import NeoChatService, advertised_ip
 from neochat.tap import Options, makeService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +37,35 @@ def test_listen_repeats_and_db_url_comes_from_the_environment(monkeypatch, tmp_p
     assert settings.database_url() == "sqlite:/tmp/from-env.db"
 
 
+def test_cell_options_reach_the_cell_service(tmp_path):
+    options = Options()
+    options.parseOptions(["--data-dir", str(tmp_path), "--cell", "0", "--cell-interface", "127.0.0.1",
+                          "--relay-ports", "0-0", "--client-ports", "50000-50009", "--voice", "p2p"])
+    settings = options.settings()
+    assert (settings.relay_ports, settings.client_ports, settings.voice_mode) == ((0, 0), (50000, 50009), "p2p")
+    root = makeService(options)
+    assert (root.cell.port_number, root.cell.interface, root.cell.mode) == (0, "127.0.0.1", "p2p")
+    root.db.close()
+
+
+@pytest.mark.parametrize("args", [["--relay-ports", "40999-40000"], ["--client-ports", "0-0"], ["--voice", "sip"]])
+def test_bad_cell_options_are_usage_errors(args):
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(args)
+
+
+def test_relay_on_all_interfaces_advertises_loopback_unless_told():
+    assert advertised_ip(Settings()) == "127.0.0.1"
+    assert advertised_ip(Settings(advertise_ip="203.0.113.7")) == "203.0.113.7"
+    assert advertised_ip(Settings(cell_interface="192.0.2.1")) is None  # the cell service uses the interface
+
+
 def test_make_service_builds_the_tree(tmp_path):
     options = Options()
     options.parseOptions(["--data-dir", str(tmp_path)])
     root = makeService(options)
     assert isinstance(root, NeoChatService)
-    assert [child.name for child in root] == ["chat"]
+    assert [child.name for child in root] == ["chat", "cell"]
     root.db.close()
 
 
@@ -47,7 +73,7 @@ def test_twistd_lists_the_plugin_and_its_options():
     listing = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, cwd="/")
     assert "neochat" in listing.stdout
     help_text = subprocess.run([TWISTD, "neochat", "--help"], capture_output=True, text=True, cwd="/")
-    for option in ("--listen", "--db", "--data-dir"):
+    for option in ("--listen", "--db", "--data-dir", "--cell", "--relay-ports", "--advertise-ip", "--voice"):
         assert option in help_text.stdout
 
 
@@ -77,7 +103,7 @@ def serve_and_register(args, cwd, env=None):
     port = free_port()
     endpoint = f"tcp:{port}:interface=127.0.0.1"
     args = [arg.replace("{endpoint}", endpoint) for arg in args]
-    env = dict(os.environ, NEOCHAT_LISTEN=endpoint, **(env or {}))
+    env = dict(os.environ, NEOCHAT_LISTEN=endpoint, NEOCHAT_CELL="0", **(env or {}))
     process = subprocess.Popen([TWISTD, "--pidfile=", *args], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -92,7 +118,7 @@ def serve_and_register(args, cwd, env=None):
 
 
 def test_twistd_plugin_serves_on_sqlite(tmp_path):
-    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--data-dir", "state"], tmp_path)
+    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--cell", "0", "--data-dir", "state"], tmp_path)
     assert (tmp_path / "state" / "neochat.sqlite").exists()
 
 

@@ -31,6 +31,10 @@ class LocalRouter:
     def is_online(self, account):
         return account in self._sessions
 
+    def session_of(self, account):
+        """The account's live session, or None (calls need its peer address)."""
+        return self._sessions.get(account)
+
     def online_accounts(self):
         return sorted(self._sessions)
 

@@ -139,24 +139,34 @@ class HeaderDialect(Dialect):
         self._check_own_account(request)
         return self._forward(request, "voice", body=request["body"])
 
-    def cmd_call(self, request):
+    def cmd_call_key(self, request):
+        """A connection key for a call to ``friends`` (``call_type``: call or
+        videocall), as the cell port gives one, for a logged-in caller."""
         self._check_own_account(request)
-        return self._forward(request, request["message_type"], cell_key=_required(request, "cell_key"))
+        kind = request.get("call_type", "call")
+        return {"connection_key": self.chat.calls.new_key(self.session, _required(request, "friends"), kind)}
+
+    def cmd_call(self, request):
+        """Ring ``friends`` with our key; they get ``user_account`` and ``cell_key``."""
+        self._check_own_account(request)
+        self.chat.calls.ring(
+            self.session, _required(request, "friends"), _required(request, "cell_key"), request["message_type"]
+        )
+        return {}
 
     cmd_videocall = cmd_call
 
     def cmd_cell(self, request):
-        """The callee's answer (``cell_type`` 200 or 404), as the seed relays
-        it: to the caller, with ``user_account`` the caller and ``friends`` us."""
+        """``cell_type`` 200: the callee accepts; 404: the callee rejects, or
+        either party hangs up.  The other party gets ``message_type: cell``
+        with ``user_account`` itself and ``friends`` us, as the seed shows."""
         self._check_own_account(request)
         answer = _required(request, "cell_type")
         if answer not in ("200", "404"):
             raise BadRequest("cell_type must be 200 or 404")
-        caller = _required(request, "friends")
-        if not self.chat.router.deliver(
-            caller, Notice("cell", {"user_account": caller, "cell_type": answer, "friends": self.session.account})
-        ):
-            raise NotFound("friend offline", stat=480)
+        self.chat.calls.answer_call(
+            self.session, _required(request, "friends"), answer == "200", request.get("cell_key")
+        )
         return {}
 
     def _forward(self, request, message_type, body=None, **fields):

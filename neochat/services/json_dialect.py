@@ -114,6 +114,24 @@ class JsonDialect(Dialect):
                 "client_id": message.client_id,
             }
 
+    def cmd_voice(self, request):
+        """Seed 000 voice chat: the caller's ``request``, the callee's ``accept``
+        or ``reject`` (both name the caller in ``send_user``, as the seed's accept
+        does), and ``close`` from either.  Success has no reply."""
+        content = field(request, "content")
+        calls = self.chat.calls
+        if content == "request":
+            self._check_own_name(request, "send_user")
+            calls.request_voice(self.session, field(request, "rece_user"))
+        elif content in ("accept", "reject"):
+            self._check_own_name(request, "rece_user")
+            calls.answer_voice(self.session, field(request, "send_user"), content == "accept")
+        elif content == "close":
+            named = [field(request, name, required=False) for name in ("send_user", "rece_user")]
+            calls.close_voice(self.session, [name for name in named if name is not None])
+        else:
+            raise BadRequest("unknown content")
+
     def _check_own_name(self, request, name, required=True):
         """The seed repeats the sender's name in requests: it must be ours."""
         value = field(request, name, required=required)

@@ -6,13 +6,18 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from neochat.chat.accounts import Accounts
+from neochat.chat.calling import Calls
+from neochat.chat.calls import RELAY
 from neochat.chat.domain import Chat
 from neochat.chat.routing import LocalRouter
+from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.schema import upgrade
 
 log = Logger()
+
+LOOPBACK = "127.0.0.1"
 
 
 class NeoChatService(service.MultiService):
@@ -30,10 +35,18 @@ class NeoChatService(service.MultiService):
         )
         self.accounts = Accounts(self.store.users, hasher, reactor)
         self.router = LocalRouter()
-        self.chat = Chat(self.store, self.router, self.accounts, reactor)
+        self.cell = CellService(
+            interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
+            client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
+            mode=settings.voice_mode, reactor=reactor,
+        )
+        self.chat = Chat(self.store, self.router, self.accounts, reactor, settings.friends_only,
+                         calls=Calls(self.cell, self.router))
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
         self.chat_service.setName("chat")
         self.chat_service.setServiceParent(self)
+        self.cell.setName("cell")
+        self.cell.setServiceParent(self)  # stops after chat, whose logouts end the calls
         self.ready = None
 
     def startService(self):
@@ -63,6 +76,16 @@ class NeoChatService(service.MultiService):
             if child.running:
                 yield defer.maybeDeferred(child.stopService)
         self.db.close()
+
+
+def advertised_ip(settings):
+    """Where clients send relayed media: the setting, else (None) the cell interface,
+    else, on all interfaces in relay mode, loopback with a warning."""
+    if settings.advertise_ip or settings.voice_mode != RELAY or settings.cell_interface not in ANY_INTERFACE:
+        return settings.advertise_ip
+    log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
+             " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
+    return LOOPBACK
 
 
 def build_service(settings, reactor=None):
