@@ -4,6 +4,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neochat.services.ftp import FtpSettings
+
 DB_URL_VARIABLE = "NEOCHAT_DB"
 
 
@@ -28,16 +30,22 @@ class Settings:
     client_ports: tuple = (41000, 41999)
     advertise_ip: str = None
     voice_mode: str = "relay"  # or "p2p": seed-000 voice media goes peer to peer
+    # The FTP file server and the file limits it shares with in-band
+    # transfers (docs/files.md).
+    ftp: FtpSettings = field(default_factory=FtpSettings)
 
     @classmethod
     def from_environment(cls):
         """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
-        $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_DATA and $NEOCHAT_DB."""
+        $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_FTP (FTP port),
+        $NEOCHAT_DATA and $NEOCHAT_DB."""
         settings = cls()
         if os.environ.get("NEOCHAT_LISTEN"):
             settings.listen = os.environ["NEOCHAT_LISTEN"].split()
         if os.environ.get("NEOCHAT_CELL"):
             settings.cell_port = int(os.environ["NEOCHAT_CELL"])
+        if os.environ.get("NEOCHAT_FTP"):
+            settings.ftp.port = int(os.environ["NEOCHAT_FTP"])
         if os.environ.get("NEOCHAT_DATA"):
             settings.data_dir = Path(os.environ["NEOCHAT_DATA"])
         return settings

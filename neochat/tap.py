@@ -7,9 +7,11 @@ from twisted.python import usage
 from neochat.chat.calls import P2P, RELAY
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
+from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
 
 VOICE_MODES = (RELAY, P2P)
+MIB = 1024 * 1024
 
 
 def voice_mode(text):
@@ -21,12 +23,13 @@ def voice_mode(text):
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
-        "Runs the NeoChat message server (both dialects on each --listen endpoint)"
-        " and the cell server for calls (--cell)."
+        "Runs the NeoChat message server (both dialects on each --listen endpoint),"
+        " the FTP file server (--ftp) and the cell server for calls (--cell)."
         f" The database URL may also come from ${DB_URL_VARIABLE}."
     )
     optFlags = [
         ["friends-only", None, "Private chat only between accepted friends (default: anyone)."],
+        ["ftp-tls-required", None, "Refuse FTP logins and transfers without TLS (needs --ftp-cert)."],
     ]
     optParameters = [
         ["db", None, None,
@@ -47,6 +50,15 @@ class Options(usage.Options):
         ["voice", None, "relay",
          "Seed-000 voice media: relay (through the cell server) or p2p (peers get each "
          "other's addresses).", voice_mode],
+        ["ftp", None, 2121, "TCP port of the FTP file server (0: any free port).", int],
+        ["ftp-interface", None, "0.0.0.0", "Interface the FTP server binds."],
+        ["ftp-passive-ports", None, None, "FTP passive data ports, FIRST-LAST (default: any free port)."],
+        ["ftp-masquerade", None, None, "Address the FTP server announces for passive data (behind NAT)."],
+        ["ftp-cert", None, None, "PEM certificate: enables FTPS (AUTH TLS)."],
+        ["ftp-key", None, None, "PEM private key for --ftp-cert (default: in the certificate file)."],
+        ["max-file-size", None, 256, "Largest file, FTP or in-band, in MiB (0: no limit).", int],
+        ["user-quota", None, 1024, "Bytes of files one account may own, in MiB (0: no quota).", int],
+        ["file-retention-days", None, 0, "Delete files older than this many days (0: keep forever).", float],
     ]
 
     def __init__(self):
@@ -63,6 +75,10 @@ class Options(usage.Options):
             self[name] = port_range(self[name])
         if self["client-ports"][0] == 0:
             raise usage.UsageError("--client-ports needs real port numbers")
+        if self["ftp-passive-ports"]:
+            self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
+        if self["ftp-tls-required"] and not self["ftp-cert"]:
+            raise usage.UsageError("--ftp-tls-required needs --ftp-cert")
 
     def settings(self):
         settings = Settings(
@@ -76,6 +92,19 @@ class Options(usage.Options):
             client_ports=self["client-ports"],
             advertise_ip=self["advertise-ip"],
             voice_mode=self["voice"],
+            friends_only=bool(self["friends-only"]),
+            ftp=FtpSettings(
+                interface=self["ftp-interface"],
+                port=self["ftp"],
+                passive_ports=self["ftp-passive-ports"],
+                masquerade_address=self["ftp-masquerade"],
+                max_file_size=self["max-file-size"] * MIB,
+                user_quota=self["user-quota"] * MIB,
+                retention_days=self["file-retention-days"],
+                certfile=self["ftp-cert"],
+                keyfile=self["ftp-key"],
+                tls_required=bool(self["ftp-tls-required"]),
+            ),
         )
         if self["listen"]:
             settings.listen = self["listen"]

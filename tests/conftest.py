@@ -10,6 +10,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from neochat.config import Settings
+from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
 from tests.clients import HeaderClient, JsonClient
 from tests.udp import LOCAL, free_port_range
@@ -67,6 +68,7 @@ def settings(db_url, tmp_path):
         cell_interface=LOCAL,
         relay_ports=(0, 0),
         client_ports=free_port_range(8),
+        ftp=FtpSettings(interface=LOCAL, port=0),
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
+from neochat.chat.files import FileLimits
 from neochat.config import Settings
 from neochat.services.root import NeoChatService, advertised_ip
 from neochat.tap import Options, makeService
@@ -60,12 +61,31 @@ def test_relay_on_all_interfaces_advertises_loopback_unless_told():
     assert advertised_ip(Settings(cell_interface="192.0.2.1")) is None  # the cell service uses the interface
 
 
+def test_file_options_reach_the_ftp_service_and_the_library(tmp_path):
+    options = Options()
+    options.parseOptions(["--data-dir", str(tmp_path), "--ftp", "0", "--ftp-interface", "127.0.0.1",
+                          "--ftp-passive-ports", "50000-50009", "--max-file-size", "2",
+                          "--user-quota", "3", "--file-retention-days", "7", "--friends-only"])
+    root = makeService(options)
+    ftp = root.ftp_service.settings
+    assert (ftp.port, ftp.interface, ftp.passive_ports) == (0, "127.0.0.1", (50000, 50009))
+    assert root.files.limits == FileLimits(max_file_size=2 * 2**20, user_quota=3 * 2**20, retention_days=7)
+    assert root.chat.friends_only
+    root.db.close()
+
+
+@pytest.mark.parametrize("args", [["--ftp-passive-ports", "9-1"], ["--ftp-tls-required"]])
+def test_bad_file_options_are_usage_errors(args):
+    with pytest.raises(usage.UsageError):
+        Options().parseOptions(args)
+
+
 def test_make_service_builds_the_tree(tmp_path):
     options = Options()
     options.parseOptions(["--data-dir", str(tmp_path)])
     root = makeService(options)
     assert isinstance(root, NeoChatService)
-    assert [child.name for child in root] == ["chat", "cell"]
+    assert [child.name for child in root] == ["chat", "cell", "ftp", "file-retention"]
     root.db.close()
 
 
@@ -73,7 +93,9 @@ def test_twistd_lists_the_plugin_and_its_options():
     listing = subprocess.run([TWISTD, "--help"], capture_output=True, text=True, cwd="/")
     assert "neochat" in listing.stdout
     help_text = subprocess.run([TWISTD, "neochat", "--help"], capture_output=True, text=True, cwd="/")
-    for option in ("--listen", "--db", "--data-dir", "--cell", "--relay-ports", "--advertise-ip", "--voice"):
+    for option in ("--listen", "--db", "--data-dir", "--cell", "--relay-ports", "--advertise-ip", "--voice",
+                   "--friends-only", "--ftp", "--ftp-passive-ports", "--ftp-cert", "--max-file-size",
+                   "--user-quota", "--file-retention-days"):
         assert option in help_text.stdout
 
 
@@ -103,7 +125,7 @@ def serve_and_register(args, cwd, env=None):
     port = free_port()
     endpoint = f"tcp:{port}:interface=127.0.0.1"
     args = [arg.replace("{endpoint}", endpoint) for arg in args]
-    env = dict(os.environ, NEOCHAT_LISTEN=endpoint, NEOCHAT_CELL="0", **(env or {}))
+    env = dict(os.environ, NEOCHAT_LISTEN=endpoint, NEOCHAT_CELL="0", NEOCHAT_FTP="0", **(env or {}))
     process = subprocess.Popen([TWISTD, "--pidfile=", *args], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -118,7 +140,8 @@ def serve_and_register(args, cwd, env=None):
 
 
 def test_twistd_plugin_serves_on_sqlite(tmp_path):
-    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--cell", "0", "--data-dir", "state"], tmp_path)
+    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--cell", "0", "--ftp", "0",
+                        "--data-dir", "state"], tmp_path)
     assert (tmp_path / "state" / "neochat.sqlite").exists()
 
 

@@ -8,6 +8,7 @@ from twisted.logger import Logger
 
 from neochat.chat.accounts import check_account_name
 from neochat.chat.errors import BadRequest, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
 from neochat.chat.model import (
@@ -27,12 +28,14 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls):
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers):
         self.store = store
         self.router = router
         self.accounts = accounts
         self.reactor = reactor
         self.calls = calls  # neochat.chat.calling.Calls
+        self.files = files  # neochat.chat.files.FileLibrary
+        self.transfers = transfers  # neochat.chat.transfers.Transfers
         self.friends_only = friends_only
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)
@@ -128,6 +131,7 @@ class Chat:
             )
         except MissingReference:
             raise NotFound("unknown recipient")
+        yield self._share_files(message, recipients=[rece_user])
         self.router.deliver(rece_user, message)
         return message
 
@@ -150,6 +154,7 @@ class Chat:
             raise NotFound("unknown group")
         except NotAMember:
             raise Forbidden("not a member")
+        yield self._share_files(message, group_id=message.group_id)
         for account in members:
             self.router.deliver(account, message)
         return message
@@ -212,6 +217,11 @@ class Chat:
             author=session.account, chat_type=chat_type, content=content,
             client_id=client_id, **where,
         )
+
+    def _share_files(self, message, **readers):
+        """Files the text references (``<file>NAME</file>``) become readable
+        by the message's recipients, if the author may read them."""
+        return self._track(self.files.grant_for_message(message.author, references(message.content), **readers))
 
     def _track(self, deferred):
         """Keep a handle on work in flight so shutdown can wait for it."""

@@ -1,7 +1,7 @@
 """The service tree of one NeoChat process, built from Settings alone."""
 
 from argon2 import PasswordHasher
-from twisted.application import service
+from twisted.application import internet, service
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -9,15 +9,19 @@ from neochat.chat.accounts import Accounts
 from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
 from neochat.chat.domain import Chat
+from neochat.chat.files import FileLibrary
 from neochat.chat.routing import LocalRouter
+from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
+from neochat.services.ftp import FTPService
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.schema import upgrade
 
 log = Logger()
 
 LOOPBACK = "127.0.0.1"
+RETENTION_CHECK_SECONDS = 3600
 
 
 class NeoChatService(service.MultiService):
@@ -40,14 +44,30 @@ class NeoChatService(service.MultiService):
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
             mode=settings.voice_mode, reactor=reactor,
         )
-        self.chat = Chat(self.store, self.router, self.accounts, reactor, settings.friends_only,
-                         calls=Calls(self.cell, self.router))
+        self.files = FileLibrary(
+            self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
+        )
+        self.chat = Chat(
+            self.store, self.router, self.accounts, reactor, settings.friends_only,
+            calls=Calls(self.cell, self.router),
+            files=self.files,
+            transfers=Transfers(self.store, self.router, self.files),
+        )
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
-        self.chat_service.setName("chat")
-        self.chat_service.setServiceParent(self)
-        self.cell.setName("cell")
-        self.cell.setServiceParent(self)  # stops after chat, whose logouts end the calls
+        self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
+        retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
+        # Children stop in this order: chat first (its logouts end the calls),
+        # then cell, then FTP (whose thread needs the reactor), then the timer.
+        for name, child in (("chat", self.chat_service), ("cell", self.cell),
+                            ("ftp", self.ftp_service), ("file-retention", retention)):
+            child.setName(name)
+            child.setServiceParent(self)
         self.ready = None
+
+    def _purge_expired_files(self):
+        return self.files.purge_expired().addErrback(
+            lambda failure: log.failure("purging expired files failed", failure)
+        )
 
     def startService(self):
         service.Service.startService(self)

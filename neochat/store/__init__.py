@@ -2,6 +2,7 @@
 
 from neochat.store.database import Database
 from neochat.store.dialect import dialect_from_url
+from neochat.store.files import FileStore
 from neochat.store.messages import MessageStore
 from neochat.store.social import FriendStore, GroupStore
 from neochat.store.users import UserStore
@@ -14,6 +15,7 @@ class Store:
         self.messages = MessageStore(db)
         self.friends = FriendStore(db)
         self.groups = GroupStore(db)
+        self.files = FileStore(db)
 
 
 __all__ = ["Database", "Store", "dialect_from_url"]
