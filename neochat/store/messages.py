@@ -91,6 +91,19 @@ class MessageStore:
             ).rowcount
         )
 
+    def to_recipient(self, rece_user, chat_type, author=None, limit=50):
+        """Deferred[list of row dicts]: the newest messages of ``chat_type``
+        to ``rece_user`` (from ``author``, if given)."""
+        where, args = "rece_user = ? AND chat_type = ?", [rece_user, chat_type]
+        if author is not None:
+            where, args = where + " AND author = ?", args + [author]
+        return self.db.run(
+            lambda txn: txn.execute(
+                f"SELECT {SELECT_COLUMNS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ?",
+                args + [limit],
+            ).dicts()
+        )
+
     def history(self, conversation, before_id, limit):
         """Deferred[list of row dicts]: newest first, ids below ``before_id``."""
         return self.db.run(
