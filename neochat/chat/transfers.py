@@ -71,6 +71,17 @@ class Transfers:
         return message
 
     @defer.inlineCallbacks
+    def save_file(self, session, file_name, data):
+        """Seed 002's upload exchange: the whole file at once.  Deferred[FileInfo]."""
+        try:
+            upload = yield self.library.begin_upload(session.account, file_name)
+            upload.write(data)
+            info = yield upload.finish()
+        except UploadRefused as refused:
+            raise ChatError(str(refused), stat=413)
+        return info
+
+    @defer.inlineCallbacks
     def find_offer(self, session, file_name=None, file_id=None, send_user=None):
         """The newest offer to us matching ``file_id``, else ``file_name``
         (and ``send_user``), whose file we may still read."""

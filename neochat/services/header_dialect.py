@@ -17,6 +17,7 @@ from twisted.internet import defer
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
 from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected
 from neochat.wire.headers import HeaderDecoder, HeaderError, encode_message
 
@@ -46,6 +47,8 @@ class HeaderDialect(Dialect):
         if isinstance(item, HeaderError):
             raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat))
         request = dict(item.headers, body=item.body)
+        if "message_type" not in request and "task_id" in request:
+            return self.cmd_upload, request
         message_type = request.get("message_type", "")
         name = SEED_ALIASES.get(message_type, message_type)
         if name in OPERATIONS:
@@ -70,12 +73,10 @@ class HeaderDialect(Dialect):
     # -- encoding ----------------------------------------------------------
 
     def encode_reply(self, request, reply):
-        headers = {"message_type": request["message_type"], "stat": "200"}
-        return _encode_with_lists(headers, reply)
+        return _encode_with_lists({**_reply_to(request), "stat": "200"}, reply)
 
     def encode_error(self, request, error):
-        message_type = (request or {}).get("message_type") or "error"
-        return encode_message({"message_type": message_type, "stat": str(error.stat), "reason": error.reason})
+        return encode_message({**_reply_to(request), "stat": str(error.stat), "reason": error.reason})
 
     def encode_event(self, event):
         if isinstance(event, ChatMessage):
@@ -134,6 +135,15 @@ class HeaderDialect(Dialect):
             raise BadRequest("missing field: friends")
         return {"id": message.id, "time": message.create_time, "client_id": message.client_id}
 
+    @defer.inlineCallbacks
+    def cmd_upload(self, request):
+        """Seed 002's file upload (``task_id``, ``user_account``, ``time``, then
+        the bytes as the body); the reply names the stored file.  An optional
+        ``file_name`` header gives its original name."""
+        self._check_own_account(request)
+        info = yield self.chat.transfers.save_file(self.session, request.get("file_name", "file"), request["body"])
+        return {"file": info.name}
+
     def cmd_voice(self, request):
         """A voice clip (the body) for a friend who is online now."""
         self._check_own_account(request)
@@ -189,6 +199,15 @@ class HeaderDialect(Dialect):
             raise Forbidden("user_account is not the logged-in account")
 
 
+def _reply_to(request):
+    """What names the request in its reply: seed 002's upload has only a
+    ``task_id``; anything else its ``message_type``."""
+    request = request or {}
+    if "message_type" not in request and "task_id" in request:
+        return {"task_id": request["task_id"]}
+    return {"message_type": request.get("message_type") or "error"}
+
+
 def _required(request, name):
     value = request.get(name)
     if value is None:
@@ -213,6 +232,11 @@ def encode_chat_message(message):
 
 
 def _chat_message_headers(message):
+    if message.chat_type == FILE:
+        details = offer_details(message)
+        return {"user_account": message.author, "message_type": "file", "file": details["file_id"],
+                "file_name": details["file_name"], "file_length": str(details["file_length"]),
+                "id": str(message.id), "time": str(message.create_time)}, b""
     headers = {"user_account": message.author, "message_type": "text"}
     if message.chat_type != PRIVATE:
         headers["group_id"] = message.room

@@ -5,19 +5,36 @@ from twisted.internet import defer
 import base64
 from functools import partial
 
-from neochat.chat.errors import BadRequest, Forbidden, NotLoggedIn
+from twisted.protocols.basic import FileSender
+
+from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotLoggedIn
+from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
 from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, field
 
 JSON_KINDS = {INT: int, IDS: list}
-from neochat.wire.json_stream import JsonStreamDecoder, Malformed, encode
+from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
+
+
+class IncomingFile:
+    """The raw bytes after a ``file`` offer.  They always leave the stream,
+    whatever happened to the offer; ``upload`` is None when they are dropped."""
+
+    def __init__(self, length):
+        self.left = length
+        self.upload = None
+        self.rece_user = None
+        self.refusal = None
 
 
 class JsonDialect(Dialect):
     def __init__(self, transport, chat, peer_host):
         super().__init__(transport, chat, peer_host)
         self.decoder = JsonStreamDecoder()
+        self._incoming = None
+        self._lost = False
 
     # -- framing -----------------------------------------------------------
 
@@ -31,6 +48,8 @@ class JsonDialect(Dialect):
         return self.decoder.buffered()
 
     def handle_item(self, item):
+        if isinstance(item, RawChunk):
+            return partial(self._file_bytes, item), {"message_type": "file"}
         if isinstance(item, Malformed):
             raise BadRequest(item.reason)
         message_type = item.get("message_type")
@@ -132,6 +151,108 @@ class JsonDialect(Dialect):
         else:
             raise BadRequest("unknown content")
 
+    # -- the in-band file transfer -------------------------------------------
+
+    @defer.inlineCallbacks
+    def cmd_file(self, request):
+        """An offer (``file_length`` raw bytes follow it), or the receiver's
+        ``accept``."""
+        if request.get("content") == "accept":
+            self._check_own_name(request, "rece_user", required=False)
+            yield self._send_file(request)
+            return None
+        length = field(request, "file_length", int)
+        if length < 0:
+            raise BadRequest("wrong type for field: file_length")
+        self._incoming = incoming = IncomingFile(length)
+        self.decoder.expect_raw(length)
+        self._check_own_name(request, "send_user")
+        rece_user = field(request, "rece_user")
+        upload = yield self.chat.transfers.begin(
+            self.session, rece_user, field(request, "file_name"), length
+        )
+        incoming.upload, incoming.rece_user = upload, rece_user
+        if self._incoming is not incoming:  # cut off while the upload was set up
+            upload.abort()
+            return None
+        if length == 0:
+            self._incoming = None
+            return (yield self._finish_offer(incoming))
+        self._drop_if_cut_off()
+
+    def _file_bytes(self, chunk, request):
+        incoming = self._incoming
+        if incoming is None:
+            return None  # the rest of a file whose sender vanished
+        incoming.left -= len(chunk.data)
+        if incoming.upload is not None and incoming.refusal is None:
+            try:
+                incoming.upload.write(chunk.data)
+            except UploadRefused as refused:
+                incoming.refusal = ChatError(str(refused), stat=413)
+        if not chunk.last:
+            return None
+        self._incoming = None
+        if incoming.upload is None:
+            return None  # refused at the offer, and answered then
+        if incoming.refusal is not None:
+            raise incoming.refusal
+        return self._finish_offer(incoming)
+
+    @defer.inlineCallbacks
+    def _finish_offer(self, incoming):
+        message = yield self.chat.transfers.offer(self.session, incoming.upload, incoming.rece_user)
+        if self.session.acknowledges:
+            return {"message_type": "file", "content": "success", **offer_details(message),
+                    "id": message.id, "time": message.create_time}
+
+    def _drop_if_cut_off(self):
+        """A sender that vanished before all the bytes came leaves nothing."""
+        incoming = self._incoming
+        if self._lost and incoming is not None and self.decoder.buffered() < incoming.left:
+            if incoming.upload is not None:
+                incoming.upload.abort()
+            self._incoming = None
+
+    def connection_lost(self):
+        self._lost = True
+        super().connection_lost()
+        self._drop_if_cut_off()
+
+    @defer.inlineCallbacks
+    def _send_file(self, request):
+        """``file-data`` and then the bytes; nothing else is written to the
+        connection in between."""
+        offer = yield self.chat.transfers.find_offer(
+            self.session,
+            file_name=field(request, "file_name"),
+            file_id=field(request, "file_id", required=False),
+            send_user=field(request, "send_user", required=False),
+        )
+        details = offer_details(offer)
+        source = self.chat.transfers.open(offer)
+        self.session.hold()
+        try:
+            self.transport.write(encode({
+                "message_type": "file-data", "file_name": details["file_name"],
+                "file_length": details["file_length"], "send_user": offer.author,
+                "file_id": details["file_id"],
+            }))
+            yield FileSender().beginFileTransfer(source, self.transport)
+        finally:
+            source.close()
+            self.session.release()
+
+    def cmd_reject(self, request):
+        """The receiver turns an offer down: the file is deleted and (an
+        extension) its sender told."""
+        self._check_own_name(request, "rece_user", required=False)
+        return self.chat.transfers.reject(
+            self.session,
+            file_name=field(request, "file_name"),
+            file_id=field(request, "file_id", required=False),
+        ).addCallback(lambda _: None)
+
     def _check_own_name(self, request, name, required=True):
         """The seed repeats the sender's name in requests: it must be ours."""
         value = field(request, name, required=required)
@@ -142,6 +263,9 @@ class JsonDialect(Dialect):
 
 
 def event_to_json(event):
+    if isinstance(event, ChatMessage) and event.chat_type == FILE:
+        return {"message_type": "file", "send_user": event.author, "rece_user": event.rece_user,
+                **offer_details(event), "id": event.id, "time": event.create_time}
     if isinstance(event, ChatMessage):
         return {
             "message_type": "word",
