@@ -20,7 +20,7 @@ class Settings:
     hash_memory_kib: int = 65536
     # Private chat only between accepted friends.
     friends_only: bool = False
-    # The cell server (calls, docs/protocol-cell.md).  Port ranges are
+    # The cell server (calls, docs/protocol.md "Calls").  Port ranges are
     # (first, last); relay_ports (0, 0) means any free port.  advertise_ip is
     # where clients send relayed media; None: cell_interface, or 127.0.0.1
     # (with a warning) when that is all interfaces.

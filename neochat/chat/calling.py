@@ -8,7 +8,7 @@ caller brings a key and the media goes through the keyed cell port.
 Either way only the callee accepts, either party may end the call, and
 whatever ends it (reject, hang-up, timeout, idle, logout, dropped connection,
 shutdown), each party that did not end it is told, in the messages of the
-seed the call belongs to.  docs/protocol-cell.md lists them.  Nothing here
+seed the call belongs to.  docs/protocol.md ("Calls") lists them.  Nothing here
 touches a socket: this talks to the call registry and the router.
 """
 

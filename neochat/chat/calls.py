@@ -3,7 +3,7 @@
 A call is requested, then accepted by the callee, then closed.  Its media may
 flow only while it is accepted.  Closing a call runs the cleanups its media
 owner registered (relay ports, client ports) and then ``on_call_ended``.
-docs/protocol-cell.md describes the limits, timeouts and reasons.
+docs/protocol.md ("Calls") describes the limits, timeouts and reasons.
 """
 
 import secrets

@@ -10,7 +10,7 @@ Two ways in:
 
 Either way the chat server signals: it accepts and closes calls through
 ``registry`` and tells both sides when ``registry.on_call_ended`` fires.
-docs/protocol-cell.md is the full description.
+docs/protocol.md ("Calls") is the full description.
 """
 
 from twisted.application import service

@@ -2,7 +2,7 @@
 
 Media is never parsed beyond its header: a dict lookup (by port or by key), a
 size check, a latch check, two token buckets, one ``transport.write``.
-docs/protocol-cell.md defines the datagram formats.
+docs/protocol.md ("Calls") defines the datagram formats.
 """
 
 from twisted.internet.error import InvalidAddressError
