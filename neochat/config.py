@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neochat.chat.calls import CallLimits
 from neochat.services.ftp import FtpSettings
 
 DB_URL_VARIABLE = "NEOCHAT_DB"
@@ -30,6 +31,7 @@ class Settings:
     client_ports: tuple = (41000, 41999)
     advertise_ip: str = None
     voice_mode: str = "relay"  # or "p2p": seed-000 voice media goes peer to peer
+    call_limits: CallLimits = field(default_factory=CallLimits)
     # The FTP file server and the file limits it shares with in-band
     # transfers (docs/files.md).
     ftp: FtpSettings = field(default_factory=FtpSettings)

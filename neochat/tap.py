@@ -4,7 +4,7 @@ from pathlib import Path
 
 from twisted.python import usage
 
-from neochat.chat.calls import P2P, RELAY
+from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
@@ -64,6 +64,19 @@ class Options(usage.Options):
     def __init__(self):
         super().__init__()
         self["listen"] = []
+        self["call-limits"] = CallLimits()
+
+    def opt_call_limit(self, assignment):
+        """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
+        max_calls_total (1000), request_timeout (30 s), idle_timeout (60 s),
+        key_requests_per_ip (10) per key_request_window (10 s), and
+        audio.* / video.* max_datagram (1400 / 8192 bytes), packets_per_second
+        (200 / 2000) and bytes_per_second (64000 / 1250000)."""
+        name, _, value = assignment.partition("=")
+        try:
+            self["call-limits"] = self["call-limits"].override(name.strip(), value.strip())
+        except ValueError as error:
+            raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
 
     def opt_listen(self, description):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
@@ -92,6 +105,7 @@ class Options(usage.Options):
             client_ports=self["client-ports"],
             advertise_ip=self["advertise-ip"],
             voice_mode=self["voice"],
+            call_limits=self["call-limits"],
             friends_only=bool(self["friends-only"]),
             ftp=FtpSettings(
                 interface=self["ftp-interface"],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
+from neochat.chat.calls import CallLimits
 from neochat.chat.files import FileLimits
 from neochat.config import Settings
 from neochat.services.root import NeoChatService, advertised_ip
@@ -74,7 +75,20 @@ def test_file_options_reach_the_ftp_service_and_the_library(tmp_path):
     root.db.close()
 
 
-@pytest.mark.parametrize("args", [["--ftp-passive-ports", "9-1"], ["--ftp-tls-required"]])
+def test_call_limits_are_configurable(tmp_path):
+    options = Options()
+    options.parseOptions(["--data-dir", str(tmp_path), "--call-limit", "idle_timeout=90",
+                          "--call-limit", "video.max_datagram=4000", "--call-limit", "max_calls_per_user=1"])
+    root = makeService(options)
+    limits = root.cell.registry.limits
+    assert (limits.idle_timeout, limits.video.max_datagram, limits.max_calls_per_user) == (90.0, 4000, 1)
+    assert limits.audio == CallLimits().audio
+    root.db.close()
+
+
+@pytest.mark.parametrize("args", [["--ftp-passive-ports", "9-1"], ["--ftp-tls-required"],
+                                  ["--call-limit", "nonsense=1"], ["--call-limit", "idle_timeout=soon"],
+                                  ["--call-limit", "audio.colour=1"], ["--call-limit", "max_calls_total=-1"]])
 def test_bad_file_options_are_usage_errors(args):
     with pytest.raises(usage.UsageError):
         Options().parseOptions(args)

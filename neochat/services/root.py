@@ -40,7 +40,7 @@ class NeoChatService(service.MultiService):
         self.accounts = Accounts(self.store.users, hasher, reactor)
         self.router = LocalRouter()
         self.cell = CellService(
-            interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
+            settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
             mode=settings.voice_mode, reactor=reactor,
         )
