@@ -266,12 +266,12 @@ def upload_reply(client):
 def test_seed_002_upload_exchange_on_the_message_server(server):
     ftp_port = server.root.ftp_service.address[1]
     a, = yield server.logged_in("+86101", dialect="header")
-    a.send({"task_id": "1", "user_account": "+86101", "time": "10012312312311"}, b"\x00binary\x00")
+    a.send({"task_id": "1", "user_account": "+86101", "time": "10012312312311"}, PAYLOAD)
     reply = yield upload_reply(a)
     assert (reply["task_id"], reply["stat"]) == ("1", "200")
     assert reply["file"].startswith("%2B86101_") and reply["file"].endswith("_file")
     data = yield threads.deferToThread(ftp_download, ftp_port, "+86101", reply["file"])
-    assert data == b"\x00binary\x00"
+    assert hashlib.sha256(data).digest() == hashlib.sha256(PAYLOAD).digest()
     a.send({"task_id": "2", "user_account": "someone-else", "time": "1"}, b"x")
     reply = yield upload_reply(a)
     assert (reply["task_id"], reply["stat"], reply["reason"]) == ("2", "403", "user_account is not the logged-in account")

@@ -19,7 +19,7 @@ from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected
-from neochat.wire.headers import HeaderDecoder, HeaderError, encode_message
+from neochat.wire.headers import HeaderDecoder, HeaderError, HeaderMessage, encode_message
 
 SEED_ALIASES = {"registered": "register"}
 JSON_BODY = {"content-type": "application/json"}
@@ -41,7 +41,9 @@ class HeaderDialect(Dialect):
         return self._items.popleft() if self._items else None
 
     def buffered(self):
-        return self.decoder.buffered() + len(self._items) * QUEUED_ITEM_COST
+        """Decoded messages waiting to run.  The decoder's own partial message
+        is bounded by its limits and must be allowed to complete."""
+        return sum(QUEUED_ITEM_COST + len(item.body) for item in self._items if isinstance(item, HeaderMessage))
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):

@@ -65,10 +65,6 @@ class HeaderDecoder:
         del self._buffer[:pos]
         return decoded
 
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a line or body."""
-        return len(self._buffer)
-
     def _read_line(self, pos: int, decoded: list) -> int:
         """Handle one header line starting at pos; return where the next line starts."""
         buffer = self._buffer
