@@ -11,20 +11,13 @@ server's resident memory grew per connection.
 
 import argparse
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import psutil
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-TWISTD = str(Path(sys.executable).parent / "twistd")
+from server import neochat  # bench/server.py
 
 
 class Client(Protocol):
@@ -48,12 +41,6 @@ class Client(Protocol):
         self.waiting[obj["message_type"]] = d = defer.Deferred()
         self.transport.write(json.dumps(obj).encode() + b"\n")
         return d
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def connect(reactor, port, name):
@@ -132,28 +119,8 @@ def main():
     parser.add_argument("--db", default="", help="database URL (default: a fresh SQLite file)")
     args = parser.parse_args()
 
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"),
-                   "neochat", "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir,
-                   # cheap hashes: the bench measures chat, not argon2
-                   "--argon2-time-cost", "1", "--argon2-memory", "1024"]
-        if args.db:
-            command += ["--db", args.db]
-        process = subprocess.Popen(command)
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port)).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            server = psutil.Process(process.pid)
-            task.react(lambda reactor: defer.ensureDeferred(measure(reactor, args, port, server)))
-        finally:
-            process.terminate()
-            process.wait(30)
-
+    with neochat(*(["--db", args.db] if args.db else [])) as (port, server):
+        task.react(lambda reactor: defer.ensureDeferred(measure(reactor, args, port, server)))
 
 if __name__ == "__main__":
     main()

@@ -11,25 +11,13 @@ The file is generated on the fly; nothing is held in the bench's memory.
 import argparse
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-import psutil
+from server import neochat  # bench/server.py
 
-TWISTD = str(Path(sys.executable).parent / "twistd")
 CHUNK = 1024 * 1024
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Client:
@@ -68,29 +56,9 @@ def main():
     parser.add_argument("--megabytes", type=int, default=1024)
     args = parser.parse_args()
     size = args.megabytes * 1024 * 1024
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
-                   "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir,
-                   "--ftp", str(free_port()), "--ftp-interface", "127.0.0.1",
-                   "--cell", str(free_port(socket.SOCK_DGRAM)), "--cell-interface", "127.0.0.1",
-                   "--max-file-size", str(args.megabytes + 1),
-                   "--user-quota", str(args.megabytes + 1),
-                   "--argon2-time-cost", "1", "--argon2-memory", "1024"]
-        process = subprocess.Popen(command)
-        try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port)).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            server = psutil.Process(process.pid)
-            run(port, server, size)
-        finally:
-            process.terminate()
-            process.wait(30)
-
+    limit = str(args.megabytes + 1)
+    with neochat("--max-file-size", limit, "--user-quota", limit) as (port, server):
+        run(port, server, size)
 
 def run(port, server, size):
     sender, receiver = Client(port, "sender"), Client(port, "receiver")

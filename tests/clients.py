@@ -1,6 +1,7 @@
 """Test clients that talk to a real NeoChat port, one per dialect."""
 
 import json
+import socket
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -161,3 +162,46 @@ class HeaderClient(InboxClient):
             headers[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         reply = yield self.request(headers)
         return reply["stat"] == "200", reply
+
+
+class BlockingJsonClient:
+    """A blocking-socket client of the JSON dialect, as a program written from
+    seed 000 would be: by default one bare ``json.dumps`` per send, no newline."""
+
+    def __init__(self, port, newline=False):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.newline = newline
+        self.buffer = b""
+
+    def send(self, obj):
+        self.sock.sendall(json.dumps(obj).encode("utf-8") + (b"\n" if self.newline else b""))
+
+    def receive(self, message_type):
+        """Read lines until one of ``message_type`` arrives; return it."""
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                message = json.loads(line)
+                if message["message_type"] == message_type:
+                    return message
+            self._fill()
+
+    def read_raw(self, length):
+        """``length`` raw bytes (a file after ``file-data``)."""
+        while len(self.buffer) < length:
+            self._fill()
+        data, self.buffer = self.buffer[:length], self.buffer[length:]
+        return data
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        assert chunk, "server closed the connection"
+        self.buffer += chunk
+
+    def login(self, name, password="pw", register=True):
+        for kind in ("register", "login") if register else ("login",):
+            self.send({"message_type": kind, "username": name, "password": password})
+            assert self.receive(kind)["content"] == "success"
+
+    def close(self):
+        self.sock.close()

@@ -1,39 +1,14 @@
 """A client written literally from seed 000: blocking sockets, one bare
 ``json.dumps`` per ``send`` with no separator, exactly the seed's fields."""
 
-import json
-import socket
-
 import pytest_twisted
 from twisted.internet import threads
 
-
-class SeedClient:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buffer = b""
-
-    def send(self, obj):
-        self.sock.send(json.dumps(obj).encode("utf-8"))
-
-    def receive(self, message_type):
-        """Read lines until one of ``message_type`` arrives; return it."""
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message["message_type"] == message_type:
-                    return message
-            chunk = self.sock.recv(65536)
-            assert chunk, "server closed the connection"
-            self.buffer += chunk
-
-    def close(self):
-        self.sock.close()
+from tests.clients import BlockingJsonClient
 
 
 def seed_conversation(port):
-    a, b = SeedClient(port), SeedClient(port)
+    a, b = BlockingJsonClient(port), BlockingJsonClient(port)
     for client, name in ((a, "xiaoming"), (b, "xiaohong")):
         client.send({"message_type": "register", "username": name, "password": "123456"})
         assert client.receive("register") == {"message_type": "register", "content": "success"}
@@ -67,7 +42,7 @@ def seed_conversation(port):
     b.close()
     a.send({"message_type": "login", "username": "xiaoming", "password": "123456"})
     a.receive("login")  # a fail reply ("already logged in") proves the word was handled
-    b = SeedClient(port)
+    b = BlockingJsonClient(port)
     b.send({"message_type": "login", "username": "xiaohong", "password": "123456"})
     assert b.receive("login") == {"message_type": "login", "content": "success"}
     assert b.receive("word")["content"] == "在吗?"

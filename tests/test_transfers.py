@@ -4,55 +4,16 @@ the seed-002 flow (upload, <file> reference, FTP download) with access control."
 import ftplib
 import hashlib
 import io
-import json
 import os
-import socket
 import time
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, threads
 
+from tests.clients import BlockingJsonClient
+
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
-
-
-class SeedSocket:
-    """A blocking seed-000 client that can also read raw bytes after a line."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.buffer = b""
-
-    def send(self, obj, newline=True):
-        self.sock.sendall(json.dumps(obj).encode() + (b"\n" if newline else b""))
-
-    def receive(self, message_type):
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message["message_type"] == message_type:
-                    return message
-            self._fill()
-
-    def read_raw(self, length):
-        while len(self.buffer) < length:
-            self._fill()
-        data, self.buffer = self.buffer[:length], self.buffer[length:]
-        return data
-
-    def _fill(self):
-        chunk = self.sock.recv(1 << 20)
-        assert chunk, "server closed the connection"
-        self.buffer += chunk
-
-    def login(self, name, register=True, newline=True):
-        for kind in (("register", "login") if register else ("login",)):
-            self.send({"message_type": kind, "username": name, "password": "pw"}, newline)
-            assert self.receive(kind)["content"] == "success"
-
-    def close(self):
-        self.sock.close()
 
 
 def offer_header(sender, receiver, name, length):
@@ -61,10 +22,10 @@ def offer_header(sender, receiver, name, length):
 
 
 def in_band_transfer(port, newline):
-    a, b = SeedSocket(port), SeedSocket(port)
-    a.login("alice", newline=newline)
+    a, b = BlockingJsonClient(port, newline), BlockingJsonClient(port)
+    a.login("alice")
     b.login("bob")
-    a.send(offer_header("alice", "bob", "photo.png", len(PAYLOAD)), newline)
+    a.send(offer_header("alice", "bob", "photo.png", len(PAYLOAD)))
     for start in range(0, len(PAYLOAD), 256 * 1024):
         a.sock.sendall(PAYLOAD[start:start + 256 * 1024])
     offer = b.receive("file")
@@ -76,7 +37,7 @@ def in_band_transfer(port, newline):
     received = b.read_raw(header["file_length"])
     # The connection is still a JSON stream after the bytes.
     a.send({"message_type": "word", "chat_type": "private", "send_user": "alice",
-            "rece_user": "bob", "content": "got it?"}, newline)
+            "rece_user": "bob", "content": "got it?"})
     assert b.receive("word")["content"] == "got it?"
     a.close()
     b.close()
@@ -91,7 +52,7 @@ def test_in_band_file_arrives_byte_for_byte(server, newline):
 
 
 def offline_receiver_then_reject(port):
-    a, b = SeedSocket(port), SeedSocket(port)
+    a, b = BlockingJsonClient(port), BlockingJsonClient(port)
     a.login("alice")
     b.login("bob")
     b.send({"message_type": "leave_message", "username": "bob"})
@@ -100,7 +61,7 @@ def offline_receiver_then_reject(port):
     a.sock.sendall(b"hello")
     b.close()
     time.sleep(0.2)
-    b = SeedSocket(port)
+    b = BlockingJsonClient(port)
     b.login("bob", register=False)
     offer = b.receive("file")
     assert (offer["file_name"], offer["file_length"]) == ("notes.txt", 5)
@@ -123,14 +84,14 @@ def test_offline_receiver_is_told_at_login_and_reject_discards_the_file(server):
 
 
 def sender_vanishes(port):
-    a, b = SeedSocket(port), SeedSocket(port)
+    a, b = BlockingJsonClient(port), BlockingJsonClient(port)
     a.login("alice")
     b.login("bob")
     a.send(offer_header("alice", "bob", "big.bin", 10 * 1024 * 1024))
     a.sock.sendall(PAYLOAD[:1024 * 1024])
     a.sock.close()
     # Bob keeps chatting with carol; no offer ever reaches him.
-    c = SeedSocket(port)
+    c = BlockingJsonClient(port)
     c.login("carol")
     c.send({"message_type": "word", "chat_type": "private", "send_user": "carol", "rece_user": "bob", "content": "hi"})
     assert b.receive("word")["content"] == "hi"
@@ -151,10 +112,10 @@ def test_sender_vanishing_mid_file_leaves_nothing(server):
 
 
 def chat_during_transfer(port):
-    a, b = SeedSocket(port), SeedSocket(port)
+    a, b = BlockingJsonClient(port), BlockingJsonClient(port)
     a.login("alice")
     b.login("bob")
-    c, d = SeedSocket(port), SeedSocket(port)
+    c, d = BlockingJsonClient(port), BlockingJsonClient(port)
     c.login("carol")
     d.login("dave")
     a.send(offer_header("alice", "bob", "slow.bin", len(PAYLOAD)))

@@ -1,0 +1,49 @@
+"""What the message-server benches share: `twistd neochat` in a separate
+process on loopback, on free ports, with a throwaway data directory."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+TWISTD = str(Path(sys.executable).parent / "twistd")
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def neochat(*options):
+    """Yields (message server port, psutil.Process of the server)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
+                   "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir,
+                   "--ftp", str(free_port()), "--ftp-interface", "127.0.0.1",
+                   "--cell", str(free_port(socket.SOCK_DGRAM)), "--cell-interface", "127.0.0.1",
+                   # cheap hashes: the benches measure chat and files, not argon2
+                   "--argon2-time-cost", "1", "--argon2-memory", "1024", *options]
+        process = subprocess.Popen(command)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port)).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise SystemExit(f"neochat did not start; see {data_dir}/log")
+                    time.sleep(0.1)
+            yield port, psutil.Process(process.pid)
+        finally:
+            process.terminate()
+            process.wait(30)
