@@ -210,3 +210,35 @@ def test_profiles_read_and_edit(server, dialect):
     assert not ok and reply["reason"] == "sex must be male, female or neutral"
     ok, reply = yield alice.op("get_user_info", account="ghost")
     assert not ok and reply["reason"] == "unknown account"
+
+
+@pytest_twisted.inlineCallbacks
+def test_deleting_an_account_removes_it_with_its_files(server, dialect):
+    import ftplib
+    import io
+
+    from twisted.internet import threads
+
+    alice, bob = yield log_in(server, "alice", "bob", dialect=dialect)
+    yield alice.op("group_create", group_id="alices")
+    ftp_port = server.root.ftp_service.address[1]
+
+    def upload():
+        with ftplib.FTP() as client:
+            client.connect("127.0.0.1", ftp_port, timeout=10)
+            client.login("alice", "secret")
+            return client.storbinary("STOR notes.txt", io.BytesIO(b"mine")).rsplit("file: ", 1)[1].strip()
+
+    name = yield threads.deferToThread(upload)
+    ok, reply = yield alice.op("delete_account", password="wrong")
+    assert not ok and reply["reason"] == "wrong account or password"
+    ok, _ = yield alice.op("delete_account", password="secret")
+    assert ok
+    notice = yield bob.next("leave_message")
+    assert notice.get("username", notice.get("user_account")) == "alice"
+    assert not (server.root.files.directory / name).exists()
+    assert (yield server.root.store.files.get(name)) is None
+    ok, reply = yield bob.op("get_user_info", account="alice")
+    assert not ok and reply["reason"] == "unknown account"
+    ok, reply = yield bob.op("group_info", group_id="alices")
+    assert not ok and reply["reason"] == "unknown group"

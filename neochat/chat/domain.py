@@ -92,6 +92,17 @@ class Chat:
         self._go_offline(session, "logout")
         session.account = None
 
+    @defer.inlineCallbacks
+    def delete_account(self, session, password):
+        """The account goes for good, with its files (from disk and
+        database together), messages, friendships and the groups it created."""
+        self._require_login(session)
+        yield self.accounts.authenticate(session.account, password)
+        yield self._track(self.files.delete_account_files(session.account))
+        yield self._track(self.store.users.delete(session.account))
+        self.logout(session)
+        return {}
+
     def disconnected(self, session):
         """The connection dropped.  The session keeps its account so that
         requests already received in full still run (nothing accepted is lost)."""

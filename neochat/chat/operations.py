@@ -83,6 +83,7 @@ OPERATIONS = {
             lambda c, s, **changes: c.profiles.update(s, changes),
             _optional("user_name", "user_phone", "sex", "birthday", "address"),
         ),
+        Operation("delete_account", lambda c, s, password: c.delete_account(s, password), (Param("password"),)),
         Operation("ack", lambda c, s, id: c.acknowledge(s, id).addCallback(lambda _: None), (Param("id", IDS),)),
     )
 }

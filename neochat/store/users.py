@@ -56,6 +56,13 @@ class UserStore:
             ).dict()
         )
 
+    def delete(self, account):
+        """Deferred: the account and, by cascade, its friendships, memberships,
+        the groups it created, its messages and its file rows."""
+        return self.db.run(
+            lambda txn: txn.execute("DELETE FROM users WHERE user_account = ?", (account,)).rowcount
+        )
+
     def update_profile(self, account, changes):
         """Deferred: set the given PROFILE_FIELDS."""
         names = [name for name in PROFILE_FIELDS if name in changes]
