@@ -15,23 +15,30 @@ class FriendStore:
 
     def state(self, account, other):
         """Deferred[int or None]: is_relationship of the row account -> other."""
-        return self.db.run(
-            lambda txn: txn.execute(
-                "SELECT is_relationship FROM friendships WHERE user_account = ? AND friend_account = ?",
-                (account, other),
-            ).scalar()
-        )
+        return self.db.run(self._state, account, other)
+
+    @staticmethod
+    def _state(txn, account, other):
+        return txn.execute(
+            "SELECT is_relationship FROM friendships WHERE user_account = ? AND friend_account = ?",
+            (account, other),
+        ).scalar()
+
+    @staticmethod
+    def _unlink(txn, a, b):
+        """Delete the rows between a and b, either way; returns how many."""
+        return txn.execute(
+            "DELETE FROM friendships WHERE (user_account = ? AND friend_account = ?)"
+            " OR (user_account = ? AND friend_account = ?)",
+            (a, b, b, a),
+        ).rowcount
 
     def request(self, requester, friend, now_ms):
         """Deferred[str]: "requested", or "friends" when ``friend`` had asked first."""
         return self.db.run(self._request, requester, friend, now_ms)
 
     def _request(self, txn, requester, friend, now_ms):
-        theirs = txn.execute(
-            "SELECT is_relationship FROM friendships WHERE user_account = ? AND friend_account = ?",
-            (friend, requester),
-        ).scalar()
-        if theirs is not None:
+        if self._state(txn, friend, requester) is not None:
             self._befriend(txn, requester, friend, now_ms)
             return "friends"
         try:
@@ -50,11 +57,7 @@ class FriendStore:
     def accept(self, account, requester, now_ms):
         """Deferred[bool]: False if ``requester`` had not asked."""
         def accept(txn):
-            asked = txn.execute(
-                "SELECT is_relationship FROM friendships WHERE user_account = ? AND friend_account = ?",
-                (requester, account),
-            ).scalar()
-            if asked is None:
+            if self._state(txn, requester, account) is None:
                 return False
             self._befriend(txn, account, requester, now_ms)
             return True
@@ -62,11 +65,7 @@ class FriendStore:
         return self.db.run(accept)
 
     def _befriend(self, txn, a, b, now_ms):
-        txn.execute(
-            "DELETE FROM friendships WHERE (user_account = ? AND friend_account = ?)"
-            " OR (user_account = ? AND friend_account = ?)",
-            (a, b, b, a),
-        )
+        self._unlink(txn, a, b)
         txn.executemany(
             "INSERT INTO friendships (user_account, friend_account, is_relationship, bind_time)"
             " VALUES (?, ?, ?, ?)",
@@ -75,13 +74,7 @@ class FriendStore:
 
     def remove(self, a, b):
         """Deferred[int]: rows removed (a request either way, or a friendship)."""
-        return self.db.run(
-            lambda txn: txn.execute(
-                "DELETE FROM friendships WHERE (user_account = ? AND friend_account = ?)"
-                " OR (user_account = ? AND friend_account = ?)",
-                (a, b, b, a),
-            ).rowcount
-        )
+        return self.db.run(self._unlink, a, b)
 
     def of(self, account):
         """Deferred[dict]: friends, requests sent (outgoing), requests received (incoming)."""
