@@ -11,6 +11,12 @@ from tests.client_helpers import library_client
 from tests.udp import wait_for
 
 
+@pytest.fixture
+def db_url(tmp_path):
+    """No storage is exercised here beyond what the library tests cover: SQLite only."""
+    return f"sqlite:{tmp_path / 'test.sqlite'}"
+
+
 def write_wav(path, frames):
     with wave.open(str(path), "wb") as audio:
         audio.setnchannels(1)
@@ -24,7 +30,6 @@ def read_wav(path):
         return audio.readframes(audio.getnframes())
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_a_call_carries_wav_frames_both_ways_through_the_relay(server, tmp_path):
     alice = await library_client(server, "alice")
@@ -55,7 +60,6 @@ async def test_a_call_carries_wav_frames_both_ways_through_the_relay(server, tmp
         assert heard and heard in sounds[speaker]
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_a_rejected_call_ends_for_the_caller(server):
     alice = await library_client(server, "alice")

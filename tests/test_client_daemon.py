@@ -1,0 +1,149 @@
+"""The plugin daemon over real HTTP: its token, long polls, sending, lookups;
+and the real ``neochat-client daemon`` process driven by the example bot."""
+
+import json
+import os
+import stat
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, protocol, reactor, threads
+
+from neochat.client.daemon import site, write_token
+from tests.client_helpers import Collector, library_client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    """No storage is exercised here beyond what the library tests cover: SQLite only."""
+    return f"sqlite:{tmp_path / 'test.sqlite'}"
+
+
+class Http:
+    """A plugin's view: urllib in a thread, as a script would call it."""
+
+    def __init__(self, port, token):
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = token
+
+    def call(self, method, path, body=None, token=None, authorize=True):
+        headers = {"Authorization": f"Bearer {token or self.token}"} if authorize else {}
+        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        return threads.deferToThread(self._call, urllib.request.Request(
+            self.base + path, data=data, method=method, headers=headers))
+
+    @staticmethod
+    def _call(request):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+
+async def serve(server, tmp_path, account="bot"):
+    client = await library_client(server, account)
+    token = write_token(str(tmp_path / "config" / "token"))
+    port = reactor.listenTCP(0, site(client, token), interface="127.0.0.1")
+    server.clients.append(port)
+    port.close = port.stopListening
+    return client, Http(port.getHost().port, token)
+
+
+def test_the_token_file_is_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("old")
+    path.chmod(0o644)
+    token = write_token(str(path))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().strip() == token and len(token) >= 40
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_without_the_token_are_refused(server, tmp_path):
+    _, http = await serve(server, tmp_path)
+    assert await http.call("GET", "/me", token="guess") == (401, {"error": "missing or wrong token"})
+    assert (await http.call("GET", "/me", authorize=False))[0] == 401
+    code, me = await http.call("GET", "/me")
+    assert (code, me["user_account"]) == (200, "bot")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_plugin_polls_sends_and_looks_up_over_http(server, tmp_path):
+    bot, http = await serve(server, tmp_path)
+    alice = await library_client(server, "alice")
+    poll = (http.call("GET", "/messages?wait=10"))
+    await alice.send_message("bot", "ping 你好")
+    code, body = await poll
+    assert code == 200 and [m["content"] for m in body["messages"]] == ["ping 你好"]
+    assert await http.call("GET", "/messages?wait=0") == (200, {"messages": []})
+
+    words = Collector(alice, "word")
+    code, receipt = await http.call("POST", "/send", {"to": "alice", "content": "pong 👍"})
+    assert code == 200 and receipt["id"] > 0
+    assert (await words.next())["content"] == "pong 👍"
+
+    code, history = await http.call("GET", "/history?with=alice&number=1")
+    assert [m["content"] for m in history["messages"]] == ["pong 👍"]
+    code, profile = await http.call("GET", "/users/alice")
+    assert (code, profile["user_account"]) == (200, "alice")
+    assert (await http.call("GET", "/users/nobody"))[0] == 404
+    assert (await http.call("GET", "/online"))[1] == {"online": ["alice", "bot"]}
+    code, created = await http.call("POST", "/operation", {"message_type": "group_create", "group_id": "bots"})
+    assert (code, created["permissions"]) == (200, "creator")
+    assert (await http.call("POST", "/send", b"not json"))[0] == 400
+    assert (await http.call("POST", "/operation", {"message_type": "delete_account", "password": "x"}))[0] == 400
+    assert (await http.call("GET", "/messages?wait=999"))[0] == 400
+    assert (await http.call("GET", "/nothing"))[0] == 404
+
+
+class Lines(protocol.ProcessProtocol):
+    def __init__(self):
+        self.first_line = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.output = b""
+
+    def outReceived(self, data):
+        self.output += data
+        if b"\n" in self.output and not self.first_line.called:
+            self.first_line.callback(self.output.split(b"\n")[0].decode())
+
+    errReceived = outReceived
+
+    def processEnded(self, reason):
+        self.ended.callback(reason.value.exitCode)
+
+
+def spawn(arguments, environment):
+    lines = Lines()
+    process = reactor.spawnProcess(lines, sys.executable, [sys.executable, *arguments],
+                                   env={**os.environ, **environment}, path=ROOT)
+    return process, lines
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_daemon_process_serves_the_example_echo_bot(server, tmp_path):
+    token_file = str(tmp_path / "token")
+    daemon, daemon_lines = spawn(
+        ["-m", "neochat.client", "daemon", "--server", f"127.0.0.1:{server.port}", "--account", "echo",
+         "--register", "--listen", "0", "--token-file", token_file],
+        {"NEOCHAT_PASSWORD": "secret"})
+    try:
+        line = await daemon_lines.first_line.addTimeout(30, reactor)
+        assert line.startswith("serving http://127.0.0.1:"), daemon_lines.output
+        url = line.split()[1]
+        bot, bot_lines = spawn(["examples/echo_bot.py", "--url", url, "--token-file", token_file, "--count", "1"], {})
+        assert await bot_lines.first_line.addTimeout(30, reactor) == "echo bot running as echo"
+        alice = await library_client(server, "alice")
+        words = Collector(alice, "word")
+        await alice.send_message("echo", "hello bot")
+        assert (await words.next())["content"] == "echo: hello bot"
+        assert await bot_lines.ended.addTimeout(30, reactor) == 0
+    finally:
+        daemon.signalProcess("TERM")
+        await daemon_lines.ended.addTimeout(30, reactor)
