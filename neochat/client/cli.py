@@ -44,6 +44,7 @@ def run_daemon(options):
     from twisted.internet import defer, reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
+    from neochat.client.connection import RequestFailed
     from neochat.client.daemon import site, write_token
     from neochat.client.library import NeoChatClient, register
 
@@ -56,7 +57,9 @@ def run_daemon(options):
     def start():
         try:
             if options.register:
-                yield register(reactor, host, port, options.account, password)
+                yield register(reactor, host, port, options.account, password).addErrback(
+                    lambda failure: failure.trap(RequestFailed) and failure.value.reason == "account exists"
+                    or failure)
             yield client.start()
             token = write_token(options.token_file)
             listening = yield TCP4ServerEndpoint(reactor, options.listen, interface="127.0.0.1").listen(

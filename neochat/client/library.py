@@ -24,7 +24,6 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 
 from neochat.client.calls import Calls
 from neochat.client.connection import ClientConnection, Download, RequestFailed
