@@ -1,7 +1,7 @@
 """The terminal client against a running server, driven by textual's Pilot in
 a process of its own (tests/tui_driver.py) and judged by what its screen
 shows: register and log in, a message both ways with an unread count, Chinese
-text and emoji, a file offer accepted, quitting."""
+text and emoji, a file offer accepted, a call, quitting."""
 
 import json
 import os
@@ -100,6 +100,16 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         await terminal.do(press=["a"])
         await terminal.until("saved")
         assert (downloads / "notes.txt").read_bytes() == notes.read_bytes()
+
+        ringing = defer.Deferred()
+        bob.calls.on_call = ringing.callback
+        await terminal.do(type="/call", press=["enter"])  # the open chat's peer
+        await terminal.until("calling bob")
+        call = await ringing.addTimeout(TIMEOUT, reactor)
+        bob.calls.answer(call)
+        await terminal.until("in a call with bob")
+        bob.calls.hang_up(call)
+        await terminal.until(r"call with bob ended \(closed\)")
 
         await terminal.do(press=["ctrl+q"])
         assert await terminal.ended.addTimeout(TIMEOUT, reactor) == 0, terminal.errors.decode()

@@ -33,7 +33,7 @@ async def drive(port, downloads):
     app = NeoChatApp(reactor, ("127.0.0.1", port), downloads=downloads)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    async with app.run_test(size=(110, 30)) as pilot:
+    async with app.run_test(size=(100, 24)) as pilot:
         while True:
             line = await reader.readline()
             if not line:

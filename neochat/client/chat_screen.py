@@ -278,7 +278,7 @@ class ChatScreen(Commands, Screen):
         self.state.open(key)
         self.show_conversation()
         if not self.state.get(key).messages:
-            self.action_history()
+            self.action_history(quiet=True)
 
     def action_switch(self, step):
         self.open(self.state.neighbour(step))
@@ -286,18 +286,21 @@ class ChatScreen(Commands, Screen):
     def action_help(self):
         self.say(HELP)
 
-    def action_history(self):
+    def action_history(self, quiet=False):
+        """Twenty older messages of the open conversation (``quiet``: when it
+        is opened, without a word in the status line)."""
         key = self.state.current
         kind, name = key
         older = self.client.get_old_message(name or None, 20, group=kind == "group",
                                             before_id=self.state.get(key).oldest_id)
-        self.when(older, lambda messages: self._history(key, messages), "history")
+        self.when(older, lambda messages: self._history(key, messages, quiet), "history")
 
-    def _history(self, key, messages):
+    def _history(self, key, messages, quiet):
         added = self.state.add_history(key, messages)
         if key == self.state.current:
             self.show_conversation()
-        self.say(f"{added} older messages" if added else "no older messages")
+        if not quiet:
+            self.say(f"{added} older messages" if added else "no older messages")
 
     def when(self, deferred, succeeded, what, finally_=None):
         """Once ``deferred`` fires, ``succeeded(result)`` in the app, or the

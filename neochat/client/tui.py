@@ -86,6 +86,7 @@ class NeoChatApp(App):
     #transfer { height: 1; }
     #prompt { width: 60; height: auto; padding: 1 2; border: thick $warning; background: $surface; }
     Prompt { align: center middle; }
+    #prompt Horizontal { height: auto; }
     """
 
     def __init__(self, reactor, server, account="", downloads="."):
