@@ -138,3 +138,21 @@ async def test_a_wrong_password_stops_the_client_and_a_newer_login_kicks_it(serv
     await wait_for(lambda: first._stopped is not None)
     with pytest.raises(ClientStopped, match="kicked"):
         await first.send_message("bob", "too late")
+
+
+@pytest_twisted.ensureDeferred
+async def test_lobby_messages_said_while_a_client_reconnected_are_caught_up(server):
+    alice = await library_client(server, "alice")
+    delay = {"seconds": 0.05}
+    bob = await library_client(server, "bob", retry=lambda attempt: delay["seconds"])
+    lobby = Collector(bob, "word")
+    await alice.send_message(None, "before")
+    assert (await lobby.next())["content"] == "before"
+    delay["seconds"] = 0.5  # away long enough for the server to notice
+    left = Collector(alice, "leave_message")
+    bob._connection.transport.abortConnection()
+    assert (await left.next())["username"] == "bob"
+    await alice.send_message(None, "while bob was away")
+    assert (await lobby.next())["content"] == "while bob was away"
+    await alice.send_message(None, "after")
+    assert (await lobby.next())["content"] == "after"

@@ -9,7 +9,9 @@ backoff), logs in with ``acks`` after every (re)connect, and then:
   server stores a ``client_id`` once, never doubled;
 - acknowledges each received message after handing it to the inbox and the
   subscribers; the server keeps what was not acknowledged and replays it at
-  the next login (the catch-up), and ids already seen are dropped here.
+  the next login (the catch-up), and ids already seen are dropped here;
+- fetches the lobby's recent history after a reconnect, since the server
+  queues nothing of the lobby.
 
 Every call returns a Deferred.  Operations wait for the session to be logged
 in; one whose connection drops before the reply fails with ``ConnectionLost``.
@@ -24,6 +26,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory
+from twisted.logger import Logger
 
 from neochat.client.calls import Calls
 from neochat.client.connection import ClientConnection, Download, RequestFailed
@@ -34,7 +37,11 @@ WAITING_LIMIT = 1_000  # operations waiting for the session to log in
 SEEN_LIMIT = 4_096  # message ids remembered to drop replays
 # Pushes that only report who is online: they update ``online``, not the inbox.
 PRESENCE = {"update_online_user", "leave_message", "friend_online", "friend_offline"}
+CATCH_UP = 100  # lobby messages fetched after a reconnect
 FATAL_LOGIN = {"wrong account or password", "bad account name", "bad password"}
+
+
+log = Logger()
 
 
 class ClientStopped(Exception):
@@ -77,6 +84,7 @@ class NeoChatClient:
         self._subscribers = []
         self._outbox = OrderedDict()  # client_id -> _Outgoing
         self._seen = OrderedDict()  # message id -> None, oldest first
+        self._lobby_seen = None  # the newest lobby message id received
         self._acks = {}  # connection -> ids to acknowledge this reactor turn
         self._waiting = []  # Deferreds for the next logged-in connection
         self._connection = None  # the logged-in connection
@@ -139,6 +147,20 @@ class NeoChatClient:
             waiter.callback(connection)
         if not self.logged_in.called:
             self.logged_in.callback(self)
+        elif self._lobby_seen is not None:
+            self._catch_up_lobby(connection)
+
+    @defer.inlineCallbacks
+    def _catch_up_lobby(self, connection):
+        """The lobby is live only (the server queues nothing of it): after a
+        reconnect, fetch what was said in it while we were away."""
+        try:
+            reply = yield connection.request({"message_type": "get_old_message", "count": CATCH_UP})
+        except (RequestFailed, ConnectionLost):
+            return  # the next reconnect tries again
+        for message in reversed(reply["messages"]):
+            if message["id"] > self._lobby_seen:
+                self._deliver(message)
 
     def _lost(self, connection):
         if self._connection is connection:
@@ -178,15 +200,21 @@ class NeoChatClient:
         return messages
 
     def _pushed(self, connection, message):
+        if message.get("id") is not None:
+            self._acknowledge(connection, message["id"])
+        self._deliver(message)
+
+    def _deliver(self, message):
         message_type = message.get("message_type")
         message_id = message.get("id")
         if message_id is not None:
-            self._acknowledge(connection, message_id)
             if message_id in self._seen:
                 return  # replayed after a lost acknowledgement
             self._seen[message_id] = None
             if len(self._seen) > SEEN_LIMIT:
                 self._seen.popitem(last=False)
+            if message.get("chat_type") == "normal" and message.get("rece_user") in ("", "all"):
+                self._lobby_seen = max(self._lobby_seen or 0, message_id)
         if message_type == "update_online_user":
             self.online = set(message.get("online_user", ()))
         elif message_type == "leave_message":
@@ -196,7 +224,10 @@ class NeoChatClient:
         if message_type not in PRESENCE:
             self._inbox.append(message)
         for callback in list(self._subscribers):
-            callback(message)
+            try:
+                callback(message)
+            except Exception:
+                log.failure("a subscriber failed on {message}", message=message)
 
     def _acknowledge(self, connection, message_id):
         if connection not in self._acks:
