@@ -19,10 +19,11 @@ class Collector:
         return self.queue.get().addTimeout(TIMEOUT, reactor)
 
 
-async def library_client(server, account, password="secret", fresh=True, retry=lambda attempt: 0.05):
+async def library_client(server, account, password="secret", fresh=True, retry=lambda attempt: 0.05,
+                         **options):
     if fresh:
         await register(reactor, "127.0.0.1", server.port, account, password)
-    client = NeoChatClient(reactor, "127.0.0.1", server.port, account, password, retry=retry)
+    client = NeoChatClient(reactor, "127.0.0.1", server.port, account, password, retry=retry, **options)
     server.clients.append(client)  # stopped with the server
     client.close = client.stop
     await client.start()

@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from neochat.client.connection import RequestFailed
+from neochat.client.ftp import file_references
 from neochat.client.library import ClientStopped, NeoChatClient
 from tests.client_helpers import Collector, library_client
 from tests.udp import wait_for
@@ -156,3 +157,30 @@ async def test_lobby_messages_said_while_a_client_reconnected_are_caught_up(serv
     assert (await lobby.next())["content"] == "while bob was away"
     await alice.send_message(None, "after")
     assert (await lobby.next())["content"] == "after"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_shared_over_ftp_downloads_and_resumes_with_rest(server, tmp_path):
+    ftp_port = server.root.ftp_service.address[1]
+    alice = await library_client(server, "alice", ftp_port=ftp_port)
+    bob = await library_client(server, "bob", ftp_port=ftp_port)
+    words = Collector(bob, "word")
+    payload = os.urandom(300 * 1024 + 5)
+    source = tmp_path / "report.pdf"
+    source.write_bytes(payload)
+    uploaded = []
+    name, _ = await alice.share_file("bob", str(source), "the report", progress=lambda done, total: uploaded.append(done))
+    assert uploaded[-1] == len(payload) and name.startswith("alice_") and name.endswith("_report.pdf")
+    message = await words.next()
+    assert file_references(message["content"]) == [name]
+
+    target = tmp_path / "copy.pdf"
+    (tmp_path / "copy.pdf.part").write_bytes(payload[:100_000])  # an earlier download broke off
+    downloaded = []
+    await bob.ftp.download(name, str(target), lambda done, total: downloaded.append(done))
+    assert target.read_bytes() == payload
+    assert downloaded[0] > 100_000 and downloaded[-1] == len(payload)  # resumed, not restarted
+    assert not (tmp_path / "copy.pdf.part").exists()
+    stranger = await library_client(server, "carol", ftp_port=ftp_port)
+    with pytest.raises(Exception, match="550"):
+        await stranger.ftp.download(name, str(tmp_path / "stolen"))

@@ -1,7 +1,8 @@
 """The terminal client against a running server, driven by textual's Pilot in
 a process of its own (tests/tui_driver.py) and judged by what its screen
 shows: register and log in, a message both ways with an unread count, Chinese
-text and emoji, a file offer accepted, a call, quitting."""
+text and emoji, a file offer accepted, a file shared over FTP fetched with /get, a call,
+quitting."""
 
 import json
 import os
@@ -68,7 +69,8 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
     downloads = tmp_path / "downloads"
     terminal = Terminal()
     process = reactor.spawnProcess(terminal, sys.executable,
-                                   [sys.executable, "tests/tui_driver.py", str(server.port), str(downloads)],
+                                   [sys.executable, "tests/tui_driver.py", str(server.port), str(downloads),
+                                    str(server.root.ftp_service.address[1])],
                                    env=dict(os.environ), path=ROOT)
     try:
         assert "password" in await terminal.do(pause=0.2)
@@ -77,7 +79,7 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         await terminal.do(click="#register")
         await terminal.until("logged in as alice")
 
-        bob = await library_client(server, "bob")
+        bob = await library_client(server, "bob", ftp_port=server.root.ftp_service.address[1])
         words = Collector(bob, "word")
         await bob.send_message("alice", "你好 alice 👋")
         screen = await terminal.until(r"bob\s+1\b")  # the unread count beside bob
@@ -100,6 +102,12 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         await terminal.do(press=["a"])
         await terminal.until("saved")
         assert (downloads / "notes.txt").read_bytes() == notes.read_bytes()
+
+        shared, _ = await bob.share_file("alice", str(notes))  # over FTP this time
+        await terminal.until(f"bob shared {shared}")
+        await terminal.do(type=f"/get {shared}", press=["enter"])
+        await terminal.until(f"saved .*{shared}")
+        assert (downloads / shared).read_bytes() == notes.read_bytes()
 
         ringing = defer.Deferred()
         bob.calls.on_call = ringing.callback

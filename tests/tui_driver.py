@@ -29,8 +29,8 @@ def screen_text(app):
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
-async def drive(port, downloads):
-    app = NeoChatApp(reactor, ("127.0.0.1", port), downloads=downloads)
+async def drive(port, downloads, ftp_port):
+    app = NeoChatApp(reactor, ("127.0.0.1", port), downloads=downloads, ftp_port=ftp_port)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with app.run_test(size=(100, 24)) as pilot:
@@ -52,9 +52,9 @@ async def drive(port, downloads):
 
 
 def main():
-    port, downloads = int(sys.argv[1]), sys.argv[2]
+    port, downloads, ftp_port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     outcome = []
-    done = defer.Deferred.fromFuture(asyncio.ensure_future(drive(port, downloads)))
+    done = defer.Deferred.fromFuture(asyncio.ensure_future(drive(port, downloads, ftp_port)))
     done.addErrback(lambda failure: outcome.append(failure) or failure.printTraceback())
     done.addBoth(lambda _: reactor.stop())
     reactor.run(installSignalHandlers=False)

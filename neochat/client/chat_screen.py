@@ -20,6 +20,7 @@ from neochat.client.bridge import on_app
 from neochat.client.commands import HELP, Commands
 from neochat.client.connection import RequestFailed
 from neochat.client.conversations import Conversations, title_of
+from neochat.client.ftp import file_references
 
 
 
@@ -167,6 +168,8 @@ class ChatScreen(Commands, Screen):
         kind = message.get("message_type")
         if kind == "word" and "send_user" in message:
             self.add(message)
+            for name in file_references(message.get("content")):
+                self.say(f"{message['send_user']} shared {name}: /get {name}")
         elif kind == "file" and "send_user" in message:
             self.add(message)
             self.offers.append(message)
@@ -217,7 +220,7 @@ class ChatScreen(Commands, Screen):
         path = os.path.join(self.downloads, offer["file_name"])
         self.say(f"receiving {offer['file_name']}…")
         self.when(self.client.accept_file(offer, path, self.ui(self.progress)),
-                  lambda saved: self.say(f"saved {saved}"), "file", finally_=self.transfer_done)
+                  self.saved, "file", finally_=self.transfer_done)
 
     def answer_call(self, call, accept):
         if self.ringing is not call or call.state != "ringing":
@@ -236,6 +239,9 @@ class ChatScreen(Commands, Screen):
         bar = self.query_one("#transfer", ProgressBar)
         bar.display = True
         bar.update(total=total or 1, progress=done)
+
+    def saved(self, path):
+        self.say(f"saved {os.path.basename(path)} in {os.path.dirname(path)}")
 
     def transfer_done(self):
         self.query_one("#transfer", ProgressBar).display = False

@@ -27,6 +27,8 @@ def parser():
     main.add_argument("--server", type=server_address, default=DEFAULT_SERVER,
                       help=f"message server (default {DEFAULT_SERVER})")
     main.add_argument("--account", default="", help="account to fill in on the login screen")
+    main.add_argument("--ftp-port", type=int, default=2121,
+                      help="the server's FTP port, for /share and /get (default 2121)")
     main.add_argument("--downloads", default=os.path.expanduser("~/Downloads"),
                       help="where accepted files are saved (default ~/Downloads)")
     commands = main.add_subparsers(dest="command")

@@ -10,7 +10,7 @@ from neochat.client.conversations import LOBBY
 
 HELP = (
     "/msg NAME · /group NAME · /lobby · /add NAME (friend request) · /join GROUP · /create GROUP · "
-    "/leave · /invite NAME · /kick NAME · /promote NAME · /demote NAME · /file PATH · "
+    "/leave · /invite NAME · /kick NAME · /promote NAME · /demote NAME · /file PATH · /share PATH · /get NAME · "
     "/call [NAME] [WAV] · /hangup · /accept · /reject · /history · /quit"
 )
 GROUP_ACTIONS = {"invite": "invite", "kick": "remove", "promote": "promote", "demote": "demote"}
@@ -89,6 +89,25 @@ class Commands:
     def _sent_file(self, name, receipt):
         self.add({**receipt, "message_type": "file", "send_user": self.client.account, "rece_user": name})
         self.say(f"sent {receipt['file_name']}")
+
+    def command_share(self, path):
+        """Seed 002's way: upload over FTP and send ``<file>NAME</file>`` to the
+        open private chat or group."""
+        kind, name = self.state.current
+        if kind == "lobby" or not os.path.isfile(path):
+            self.say("open a chat or group, and give an existing file", error=True)
+            return
+        self.say(f"uploading {os.path.basename(path)}…")
+        sharing = self.client.share_file(name, path, group=kind == "group", progress=self.ui(self.progress))
+        self.when(sharing, lambda shared: self.say(f"shared {shared[0]}"), "share", finally_=self.transfer_done)
+
+    def command_get(self, stored_name):
+        """Download a file a message referred to (``<file>NAME</file>``) over FTP."""
+        os.makedirs(self.downloads, exist_ok=True)
+        path = os.path.join(self.downloads, os.path.basename(stored_name))
+        self.say(f"downloading {stored_name}…")
+        self.when(self.client.ftp.download(stored_name, path, self.ui(self.progress)),
+                  self.saved, "get", finally_=self.transfer_done)
 
     def command_call(self, name=None, wav=None):
         name = name or (self.state.current[1] if self.state.current[0] == "private" else None)

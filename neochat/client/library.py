@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from neochat.client.calls import Calls
 from neochat.client.connection import ClientConnection, Download, RequestFailed
+from neochat.client.ftp import FtpFiles
 
 INBOX_LIMIT = 10_000  # messages kept for get_message(); the oldest go first
 OUTBOX_LIMIT = 1_000  # messages waiting for their receipt
@@ -75,7 +76,7 @@ class _Outgoing:
 
 
 class NeoChatClient:
-    def __init__(self, reactor, host, port, account, password, retry=None):
+    def __init__(self, reactor, host, port, account, password, retry=None, ftp_port=2121, ftp_tls=False):
         self.reactor = reactor
         self.account = account
         self._password = password
@@ -98,6 +99,7 @@ class NeoChatClient:
             clock=reactor, prepareConnection=self._login,
         )
         self.calls = Calls(self)
+        self.ftp = FtpFiles(reactor, host, ftp_port, account, password, ftp_tls)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -328,7 +330,7 @@ class NeoChatClient:
     def group_list(self):
         return self.operation("group_list").addCallback(lambda reply: reply["groups"])
 
-    # -- files (the in-band transfer) ----------------------------------------
+    # -- files: the in-band transfer, and FTP (``self.ftp``) -----------------
 
     @defer.inlineCallbacks
     def send_file(self, to, path, progress=None):
@@ -359,6 +361,14 @@ class NeoChatClient:
                 raise
         os.replace(partial, path)
         return path
+
+    @defer.inlineCallbacks
+    def share_file(self, to, path, text="", group=False, progress=None):
+        """Seed 002's way: upload ``path`` over FTP, then send ``text`` with
+        ``<file>NAME</file>``; fires with (stored name, receipt)."""
+        name = yield self.ftp.upload(path, progress)
+        receipt = yield self.send_message(to, f"{text} <file>{name}</file>".strip(), group=group)
+        return name, receipt
 
     @defer.inlineCallbacks
     def reject_file(self, offer):

@@ -82,17 +82,18 @@ class NeoChatApp(App):
     #contacts { width: 28; border-right: solid $primary; }
     #title { text-style: bold; background: $primary-darken-2; padding: 0 1; }
     #log { height: 1fr; }
-    #status { height: 1; padding: 0 1; }
+    #status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     #transfer { height: 1; }
     #prompt { width: 60; height: auto; padding: 1 2; border: thick $warning; background: $surface; }
     Prompt { align: center middle; }
     #prompt Horizontal { height: auto; }
     """
 
-    def __init__(self, reactor, server, account="", downloads="."):
+    def __init__(self, reactor, server, account="", downloads=".", ftp_port=2121):
         super().__init__()
         self.reactor = reactor
         self.server, self.account, self.downloads = server, account, downloads
+        self.ftp_port = ftp_port
         self.client = None
 
     def on_mount(self):
@@ -106,7 +107,7 @@ class NeoChatApp(App):
         def go():
             if register_first:
                 yield register(self.reactor, host, port, account, password)
-            client = NeoChatClient(self.reactor, host, port, account, password)
+            client = NeoChatClient(self.reactor, host, port, account, password, ftp_port=self.ftp_port)
             try:
                 yield client.start()
             except BaseException:
@@ -130,7 +131,7 @@ def run(options):
     """Run the terminal client until it quits (the asyncio reactor is installed)."""
     from twisted.internet import defer, reactor
 
-    app = NeoChatApp(reactor, options.server, options.account, options.downloads)
+    app = NeoChatApp(reactor, options.server, options.account, options.downloads, options.ftp_port)
 
     def start():
         done = defer.Deferred.fromFuture(asyncio.ensure_future(app.run_async()))
