@@ -76,10 +76,16 @@ async def test_killed_connections_lose_and_double_nothing(server):
     for number, content in enumerate(sent):
         receipts.append(alice.send_message("bob", content))
         if number % 10 == 5:  # mid-stream: cut both sides without a goodbye
+            await wait_for(lambda: alice._connection and bob._connection)
             alice._connection.transport.abortConnection()
             await pause(0.01)
             bob._connection.transport.abortConnection()
+    await wait_for(lambda: bob._connection is not None)
+    bob._connection.transport.abortConnection()
+    await wait_for(lambda: bob._connection is None)
+    profile = bob.get_current_user()  # asked while cut off: waits for the next login
     results = await defer.gatherResults(receipts)
+    assert (await profile)["user_account"] == "bob"
     assert len({result["id"] for result in results}) == len(sent)
     await wait_for(lambda: len(received) >= len(sent))
     await pause(0.2)  # anything doubled would have arrived by now

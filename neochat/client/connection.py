@@ -63,6 +63,10 @@ class ClientConnection(Protocol):
         self._held = None  # writes queued while a file's bytes are going out
         self.lost = False
 
+    def itself(self):
+        """This connection, also when called through a wrapping proxy."""
+        return self
+
     # -- sending -----------------------------------------------------------
 
     def send(self, message):

@@ -125,7 +125,8 @@ class NeoChatClient:
         return connection
 
     @defer.inlineCallbacks
-    def _login(self, connection):
+    def _login(self, proxy):
+        connection = proxy.itself()  # ClientService hands us a proxy of the connection
         try:
             yield connection.request({"message_type": "login", "username": self.account,
                                       "password": self._password, "acks": True})
