@@ -102,6 +102,27 @@ async def test_a_plugin_polls_sends_and_looks_up_over_http(server, tmp_path):
     assert (await http.call("GET", "/nothing"))[0] == 404
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_plugin_receives_accepts_and_sends_files(server, tmp_path):
+    bot, http = await serve(server, tmp_path)
+    alice = await library_client(server, "alice")
+    source = tmp_path / "in.txt"
+    source.write_bytes("文件 ✓".encode())
+    await alice.send_file("bot", str(source))
+    code, body = await http.call("GET", "/messages?wait=10")
+    offer = next(m for m in body["messages"] if m["message_type"] == "file")
+    target = str(tmp_path / "saved.txt")
+    assert await http.call("POST", "/files/accept", {"offer": offer, "path": target}) == (200, {"path": target})
+    assert open(target, "rb").read() == source.read_bytes()
+
+    offers = Collector(alice, "file")
+    code, receipt = await http.call("POST", "/files", {"to": "alice", "path": target})
+    assert (code, receipt["file_length"]) == (200, len(source.read_bytes()))
+    assert (await offers.next())["file_name"] == "saved.txt"
+    assert (await http.call("POST", "/files", {"to": "alice", "path": str(tmp_path / "missing")}))[0] == 400
+    assert (await http.call("POST", "/files/accept", {"offer": {"file_name": "x"}, "path": target}))[0] == 400
+
+
 class Lines(protocol.ProcessProtocol):
     def __init__(self):
         self.first_line = defer.Deferred()

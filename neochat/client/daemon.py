@@ -22,6 +22,7 @@ MAX_BODY = 128 * 1024  # bytes of one request body
 MAX_WAIT = 60  # seconds a long poll may wait
 MAX_POLLERS = 64  # long polls waiting at once
 NOT_FOUND_REASONS = ("unknown", "no such", "not a member", "not a friend")
+OFFER_FIELDS = ("file_name", "file_length", "send_user", "file_id")
 
 
 def write_token(path):
@@ -49,6 +50,8 @@ def _status_of(failure):
         return 404 if reason.startswith(NOT_FOUND_REASONS) else 400
     if failure.check(ClientStopped, LimitReached):
         return 503
+    if failure.check(OSError):
+        return 400  # a local path that cannot be read or written
     return 500
 
 
@@ -180,6 +183,30 @@ class PluginApi(resource.Resource):
             conversation, number, group=group is not None,
             before_id=None if before is None else self._number(before, "before_id", 1, 2**63),
         ).addCallback(lambda messages: {"messages": messages})
+
+    def post_files(self, request, action="send"):
+        """In-band files: ``POST /files`` {to, path} offers a local file;
+        ``/files/accept`` {offer, path} downloads an offer from /messages to
+        ``path``; ``/files/reject`` {offer} turns it down."""
+        body = self._body(request)
+        if action == "send":
+            return self.client.send_file(self._string(body, "to"), self._string(body, "path"))
+        offer = body.get("offer")
+        if not isinstance(offer, dict) or not all(name in offer for name in OFFER_FIELDS):
+            raise HttpError(400, "offer must be a file message from /messages")
+        if action == "accept":
+            return self.client.accept_file(offer, self._string(body, "path")).addCallback(
+                lambda path: {"path": path})
+        if action == "reject":
+            return self.client.reject_file(offer).addCallback(lambda _: {})
+        raise HttpError(404, "no such endpoint")
+
+    @staticmethod
+    def _string(body, name):
+        value = body.get(name)
+        if not isinstance(value, str) or not value:
+            raise HttpError(400, f"{name} must be a string")
+        return value
 
     def post_operation(self, request):
         """Any shared operation of docs/protocol.md: friends, groups, profiles."""
