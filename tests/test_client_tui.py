@@ -1,7 +1,7 @@
 """The terminal client against a running server, driven by textual's Pilot in
 a process of its own (tests/tui_driver.py) and judged by what its screen
 shows: register and log in, a message both ways with an unread count, Chinese
-text and emoji, a file offer accepted, a file shared over FTP fetched with /get, a call,
+text and emoji, a friend request accepted, a group managed by role, a file offer accepted, a file shared over FTP fetched with /get, a call,
 quitting."""
 
 import json
@@ -91,6 +91,23 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         await terminal.do(type="hi bob, 收到 ✅", press=["enter"])
         assert (await words.next())["content"] == "hi bob, 收到 ✅"
         await terminal.until("alice: hi bob, 收到 ✅")
+
+        accepted = Collector(bob, "friend_accept")
+        await bob.friend("request", "alice")
+        await terminal.until("friend request from bob: /accept or /reject")
+        await terminal.do(type="/accept", press=["enter"])
+        assert (await accepted.next())["friend"] == "alice"
+
+        await terminal.do(type="/create dev 开发组", press=["enter"])
+        await terminal.until("created #dev")
+        await bob.group("join", "dev")
+        await terminal.do(type="/promote bob", press=["enter"])
+        await terminal.until("promote: bob in #dev")
+        await terminal.do(type="/members", press=["enter"])
+        await terminal.until(r"#dev 开发组 · 2 members: alice \(creator\), bob \(admin\)")
+        await bob.send_message("dev", "group 你好", group=True)
+        await terminal.until("bob: group 你好")
+        await terminal.do(type="/msg bob", press=["enter"])
 
         await terminal.do(type="/nonsense", press=["enter"])
         await terminal.until("unknown command /nonsense")

@@ -10,7 +10,7 @@ from neochat.client.conversations import LOBBY
 
 HELP = (
     "/msg NAME · /group NAME · /lobby · /add NAME (friend request) · /join GROUP · /create GROUP · "
-    "/leave · /invite NAME · /kick NAME · /promote NAME · /demote NAME · /file PATH · /share PATH · /get NAME · "
+    "/leave · /members · /invite NAME · /kick NAME · /promote NAME · /demote NAME · /file PATH · /share PATH · /get NAME · "
     "/call [NAME] [WAV] · /hangup · /accept · /reject · /history · /quit"
 )
 GROUP_ACTIONS = {"invite": "invite", "kick": "remove", "promote": "promote", "demote": "demote"}
@@ -54,6 +54,19 @@ class Commands:
             self.say("open a group first", error=True)
             return
         self._run(self.client.group("leave", name), f"left #{name}")
+
+    def command_members(self):
+        """The open group's card: its introduction and members with roles."""
+        kind, name = self.state.current
+        if kind != "group":
+            self.say("open a group first", error=True)
+            return
+        self.when(self.client.group("info", name), self._show_members, "members")
+
+    def _show_members(self, info):
+        members = ", ".join(f"{m['user_account']} ({m['permissions']})" for m in info.get("members", []))
+        self.say(f"#{info['group_id']} {info['introduction']} · {info['member_count']} members: "
+                 f"{members or 'join to see them'}")
 
     def _group_action(self, command, member):
         kind, name = self.state.current
