@@ -14,6 +14,7 @@ from twisted.internet import defer, protocol, reactor, threads
 
 from neochat.client.daemon import site, write_token
 from tests.client_helpers import Collector, library_client
+from tests.udp import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,10 +50,13 @@ class Http:
 async def serve(server, tmp_path, account="bot"):
     client = await library_client(server, account)
     token = write_token(str(tmp_path / "config" / "token"))
-    port = reactor.listenTCP(0, site(client, token), interface="127.0.0.1")
+    served = site(client, token)
+    port = reactor.listenTCP(0, served, interface="127.0.0.1")
     server.clients.append(port)
     port.close = port.stopListening
-    return client, Http(port.getHost().port, token)
+    http = Http(port.getHost().port, token)
+    http.api = served.resource
+    return client, http
 
 
 def test_the_token_file_is_readable_by_its_owner_only(tmp_path):
@@ -77,7 +81,9 @@ async def test_requests_without_the_token_are_refused(server, tmp_path):
 async def test_a_plugin_polls_sends_and_looks_up_over_http(server, tmp_path):
     bot, http = await serve(server, tmp_path)
     alice = await library_client(server, "alice")
-    poll = (http.call("GET", "/messages?wait=10"))
+    poll = http.call("GET", "/messages?wait=10")
+    await wait_for(lambda: http.api._pollers)
+    await library_client(server, "carol")  # presence news: the poll keeps waiting
     await alice.send_message("bot", "ping 你好")
     code, body = await poll
     assert code == 200 and [m["content"] for m in body["messages"]] == ["ping 你好"]
@@ -93,7 +99,7 @@ async def test_a_plugin_polls_sends_and_looks_up_over_http(server, tmp_path):
     code, profile = await http.call("GET", "/users/alice")
     assert (code, profile["user_account"]) == (200, "alice")
     assert (await http.call("GET", "/users/nobody"))[0] == 404
-    assert (await http.call("GET", "/online"))[1] == {"online": ["alice", "bot"]}
+    assert (await http.call("GET", "/online"))[1] == {"online": ["alice", "bot", "carol"]}
     code, created = await http.call("POST", "/operation", {"message_type": "group_create", "group_id": "bots"})
     assert (code, created["permissions"]) == (200, "creator")
     assert (await http.call("POST", "/send", b"not json"))[0] == 400

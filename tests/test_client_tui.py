@@ -1,8 +1,8 @@
 """The terminal client against a running server, driven by textual's Pilot in
 a process of its own (tests/tui_driver.py) and judged by what its screen
 shows: register and log in, a message both ways with an unread count, Chinese
-text and emoji, a friend request accepted, a group managed by role, a file offer accepted, a file shared over FTP fetched with /get, a call,
-quitting."""
+text and emoji, a friend request accepted, a group managed by role, a file
+offer accepted, a file shared over FTP fetched with /get, a call, quitting."""
 
 import json
 import os

@@ -30,8 +30,11 @@ def when(message):
 
 
 def size_text(length):
-    return f"{length} B" if length < 1024 else f"{length / 1024:.1f} KiB" if length < 1 << 20 else \
-        f"{length / (1 << 20):.1f} MiB"
+    if length < 1024:
+        return f"{length} B"
+    if length < 1 << 20:
+        return f"{length / 1024:.1f} KiB"
+    return f"{length / (1 << 20):.1f} MiB"
 
 
 class Prompt(ModalScreen):

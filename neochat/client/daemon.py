@@ -16,7 +16,7 @@ from twisted.internet import defer
 from twisted.web import resource, server
 
 from neochat.client.connection import RequestFailed
-from neochat.client.library import ClientStopped, LimitReached
+from neochat.client.library import PRESENCE, ClientStopped, LimitReached
 
 MAX_BODY = 128 * 1024  # bytes of one request body
 MAX_WAIT = 60  # seconds a long poll may wait
@@ -148,10 +148,12 @@ class PluginApi(resource.Resource):
         waiter.callback({"messages": self.client.get_message()})
 
     def _pushed(self, message):
-        if self._pollers:
-            waiter, timer = self._pollers[0]
-            timer.cancel()
-            self.client.reactor.callLater(0, self._wake, waiter)  # once the inbox holds it
+        if message.get("message_type") in PRESENCE or not self._pollers:
+            return  # presence updates GET /online, not the inbox
+        waiter, timer = self._pollers.pop(0)
+        timer.cancel()
+        # Next turn, so that the rest of what arrived in one read goes along.
+        self.client.reactor.callLater(0, lambda: waiter.callback({"messages": self.client.get_message()}))
 
     def post_send(self, request):
         body = self._body(request)
