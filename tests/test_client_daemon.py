@@ -12,6 +12,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor, threads
 
+from neochat.client import daemon
 from neochat.client.daemon import site, write_token
 from tests.client_helpers import Collector, library_client
 from tests.udp import wait_for
@@ -156,7 +157,7 @@ def spawn(arguments, environment):
 @pytest_twisted.ensureDeferred
 async def test_the_daemon_process_serves_the_example_echo_bot(server, tmp_path):
     token_file = str(tmp_path / "token")
-    daemon, daemon_lines = spawn(
+    process, daemon_lines = spawn(
         ["-m", "neochat.client", "daemon", "--server", f"127.0.0.1:{server.port}", "--account", "echo",
          "--register", "--listen", "0", "--token-file", token_file],
         {"NEOCHAT_PASSWORD": "secret"})
@@ -172,5 +173,18 @@ async def test_the_daemon_process_serves_the_example_echo_bot(server, tmp_path):
         assert (await words.next())["content"] == "echo: hello bot"
         assert await bot_lines.ended.addTimeout(30, reactor) == 0
     finally:
-        daemon.signalProcess("TERM")
+        process.signalProcess("TERM")
         await daemon_lines.ended.addTimeout(30, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_long_polls_are_bounded_and_the_others_keep_being_served(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(daemon, "MAX_POLLERS", 1)
+    bot, http = await serve(server, tmp_path)
+    alice = await library_client(server, "alice")
+    first = http.call("GET", "/messages?wait=10")
+    await wait_for(lambda: http.api._pollers)
+    assert await http.call("GET", "/messages?wait=10") == (503, {"error": "1 long polls already wait"})
+    assert (await http.call("GET", "/me"))[0] == 200
+    await alice.send_message("bot", "still served")
+    assert [m["content"] for m in (await first)[1]["messages"]] == ["still served"]

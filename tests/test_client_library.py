@@ -10,7 +10,8 @@ from twisted.internet import defer, reactor, task
 
 from neochat.client.connection import RequestFailed
 from neochat.client.ftp import file_references
-from neochat.client.library import ClientStopped, NeoChatClient
+from neochat.client import library
+from neochat.client.library import ClientStopped, NeoChatClient, register
 from tests.client_helpers import Collector, library_client
 from tests.udp import wait_for
 
@@ -190,3 +191,22 @@ async def test_a_file_shared_over_ftp_downloads_and_resumes_with_rest(server, tm
     stranger = await library_client(server, "carol", ftp_port=ftp_port)
     with pytest.raises(Exception, match="550"):
         await stranger.ftp.download(name, str(tmp_path / "stolen"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_outbox_and_the_inbox_are_bounded(server, monkeypatch):
+    monkeypatch.setattr(library, "OUTBOX_LIMIT", 3)
+    monkeypatch.setattr(library, "INBOX_LIMIT", 2)
+    await library_client(server, "bob")
+    await register(reactor, "127.0.0.1", server.port, "alice", "secret")
+    alice = NeoChatClient(reactor, "127.0.0.1", server.port, "alice", "secret")
+    server.clients.append(alice)
+    alice.close = alice.stop
+    receipts = [alice.send_message("bob", f"m{number}") for number in range(3)]  # not connected yet
+    with pytest.raises(library.LimitReached):
+        await alice.send_message("bob", "one too many")
+    await alice.start()
+    await defer.gatherResults(receipts)
+    bob = server.clients[0]
+    await wait_for(lambda: len(bob._seen) == 3)
+    assert [m["content"] for m in bob.get_message()] == ["m1", "m2"]  # the newest two

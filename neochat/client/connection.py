@@ -23,6 +23,11 @@ from twisted.protocols.basic import FileSender
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
 REPLY_TYPES = {"file-data": "file"}  # reply message_type -> request message_type
+MAX_IN_FLIGHT = 4_000  # requests unanswered on one connection (above the outbox and waiting limits)
+
+
+class LimitReached(Exception):
+    """A bounded queue of the client is full; try again later."""
 
 
 class RequestFailed(Exception):
@@ -81,6 +86,8 @@ class ClientConnection(Protocol):
         on ``fail``, ``ConnectionLost`` if the connection closes first)."""
         if self.lost:
             return defer.fail(ConnectionLost("not connected"))
+        if sum(len(queue) for queue in self._waiting.values()) >= MAX_IN_FLIGHT:
+            return defer.fail(LimitReached(f"{MAX_IN_FLIGHT} requests already wait for their reply"))
         waiter = defer.Deferred()
         self._waiting.setdefault(message["message_type"], deque()).append((waiter, download))
         self.send(message)

@@ -29,7 +29,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from neochat.client.calls import Calls
-from neochat.client.connection import ClientConnection, Download, RequestFailed
+from neochat.client.connection import ClientConnection, Download, LimitReached, RequestFailed
 from neochat.client.ftp import FtpFiles
 
 INBOX_LIMIT = 10_000  # messages kept for get_message(); the oldest go first
@@ -47,10 +47,6 @@ log = Logger()
 
 class ClientStopped(Exception):
     """The client was stopped, kicked by a newer login, or refused its login."""
-
-
-class LimitReached(Exception):
-    """A bounded queue of the client is full; try again later."""
 
 
 def register(reactor, host, port, account, password):
