@@ -72,3 +72,19 @@ async def test_a_rejected_call_ends_for_the_caller(server):
     assert await call.answered is False
     offline = alice.calls.place("carol")
     assert await offline.ended == "friend offline"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_connection_ends_the_call_on_both_sides(server):
+    alice = await library_client(server, "alice")
+    bob = await library_client(server, "bob")
+    ringing = defer.Deferred()
+    bob.calls.on_call = ringing.callback
+    call = alice.calls.place("bob")
+    incoming = await ringing
+    bob.calls.answer(incoming)
+    assert await call.answered
+    bob.connection.transport.abortConnection()
+    assert await incoming.ended == "disconnected"
+    assert await call.ended == "disconnected"
+    assert alice.calls.get("bob") is None and bob.calls.get("alice") is None

@@ -126,6 +126,12 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         await terminal.until(f"saved .*{shared}")
         assert (downloads / shared).read_bytes() == notes.read_bytes()
 
+        cancelled = bob.calls.place("alice")  # rings, then bob gives up
+        await terminal.until("bob is calling. Answer?")
+        bob.calls.hang_up(cancelled)
+        screen = await terminal.until(r"call with bob ended \(closed\)")
+        assert "Answer?" not in screen
+
         ringing = defer.Deferred()
         bob.calls.on_call = ringing.callback
         await terminal.do(type="/call", press=["enter"])  # the open chat's peer

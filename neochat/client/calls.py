@@ -78,8 +78,9 @@ class VoiceMedia(DatagramProtocol):
 class Call:
     """One voice call; ``ended`` fires with the reason when it is over."""
 
-    def __init__(self, caller, callee, incoming):
+    def __init__(self, caller, callee, incoming, play=None, record=None):
         self.caller, self.callee, self.incoming = caller, callee, incoming
+        self.play, self.record = play, record  # WAV paths of an outgoing call
         self.state = "ringing"
         self.fields = {}  # other_ip, other_port, your_ip, your_port
         self.media = None
@@ -110,10 +111,10 @@ class Calls:
         accept and media starts, ``ended`` with the reason when it is over."""
         if callee in self._calls:
             raise ValueError(f"already in a call with {callee}")
-        call = Call(self.client.account, callee, incoming=False)
-        call.play, call.record = play, record
+        call = Call(self.client.account, callee, incoming=False, play=play, record=record)
         self._calls[callee] = call
-        self._send(call, "request")
+        if not self._send(call, "request"):
+            self._end(call, "not connected")
         return call
 
     def answer(self, call, play=None, record=None):
@@ -129,9 +130,19 @@ class Calls:
         self._end(call, "closed")
 
     def _send(self, call, content):
-        self.client._connected().addCallback(lambda connection: connection.send({
-            "message_type": "voice", "content": content, "send_user": call.caller, "rece_user": call.callee,
-        }))
+        """False if not logged in; the server ends our calls when the
+        connection drops, so nothing waits for the next one."""
+        connection = self.client.connection
+        if connection is None:
+            return False
+        connection.send({"message_type": "voice", "content": content,
+                         "send_user": call.caller, "rece_user": call.callee})
+        return True
+
+    def end_all(self, reason):
+        """The connection dropped: the server has ended every call."""
+        for call in list(self._calls.values()):
+            self._end(call, reason)
 
     def _pushed(self, message):
         if message.get("message_type") != "voice":
@@ -147,7 +158,15 @@ class Calls:
             if self.on_call is not None:
                 self.on_call(call)
             return
-        call = self._calls.get(message.get("rece_user")) or self._find_outgoing_ringing()
+        if content == "fail":
+            # Only a request has failures that leave no call behind (friend
+            # offline, busy, ...): they end our newest call still ringing out.
+            ringing = [call for call in self._calls.values() if not call.incoming and call.state == "ringing"]
+            if ringing:
+                self._end(ringing[-1], message.get("reason", "failed"))
+            return
+        # A close without names ends our newest call, as the server does.
+        call = self._calls.get(message.get("rece_user")) or next(reversed(self._calls.values()), None)
         if call is None:
             return
         if content == "accept" and not call.incoming:
@@ -155,13 +174,8 @@ class Calls:
             self._start_media(call, call.play, call.record)
         elif content == "reject":
             self._end(call, "rejected")
-        elif content in ("close", "fail"):
+        elif content == "close":
             self._end(call, message.get("reason", "closed"))
-
-    def _find_outgoing_ringing(self):
-        """A close or fail without names: our newest call (the server ends the
-        newest voice call of an account when none is named)."""
-        return next(reversed(self._calls.values()), None)
 
     def _start_media(self, call, play, record):
         fields = call.fields

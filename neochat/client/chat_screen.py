@@ -76,6 +76,7 @@ class ChatScreen(Commands, Screen):
         self.state = Conversations(client.account)
         self.offers = []  # file offers not answered yet, newest last
         self.ringing = None  # an incoming call not answered yet
+        self.ringing_prompt = None  # and the question about it
         self.call = None
 
     def compose(self) -> ComposeResult:
@@ -199,12 +200,14 @@ class ChatScreen(Commands, Screen):
         self.ringing = call
         self.say(f"{call.caller} is calling: /accept or /reject")
         call.ended.addCallback(self.ui(lambda reason: self._call_ended(call, reason)))
-        self.app.push_screen(Prompt(f"📞 {call.caller} is calling. Answer?"),
-                             lambda accept: self.answer_call(call, accept))
+        self.ringing_prompt = Prompt(f"📞 {call.caller} is calling. Answer?")
+        self.app.push_screen(self.ringing_prompt, lambda accept: self.answer_call(call, accept))
 
     def _call_ended(self, call, reason):
         if self.ringing is call:
             self.ringing = None
+            if self.ringing_prompt.is_current:  # the caller gave up: no question left
+                self.ringing_prompt.dismiss(False)
         if self.call is call:
             self.call = None
         self.say(f"call with {call.peer} ended ({reason})")

@@ -165,7 +165,13 @@ class NeoChatClient:
         if self._connection is connection:
             self._connection = None
             self.online.clear()
+            self.calls.end_all("disconnected")
         self._acks.pop(connection, None)
+
+    @property
+    def connection(self):
+        """The logged-in connection, or None while (re)connecting."""
+        return self._connection
 
     def _connected(self):
         if self._stopped is not None:
