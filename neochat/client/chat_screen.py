@@ -23,7 +23,6 @@ from neochat.client.conversations import Conversations, title_of
 from neochat.client.ftp import file_references
 
 
-
 def when(message):
     stamp = message.get("time")
     return time.strftime("%H:%M", time.localtime(stamp / 1000)) if stamp else "--:--"
