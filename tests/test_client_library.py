@@ -70,8 +70,9 @@ async def test_messages_sent_while_the_receiver_was_away_arrive_at_login(server)
 async def test_killed_connections_lose_and_double_nothing(server):
     alice = await library_client(server, "alice")
     bob = await library_client(server, "bob")
-    received = []
+    received, states = [], []
     bob.subscribe(lambda message: message.get("message_type") == "word" and received.append(message["content"]))
+    bob.watch_connection(states.append)
     sent = [f"message {number}" for number in range(40)]
     receipts = []
     for number, content in enumerate(sent):
@@ -81,6 +82,7 @@ async def test_killed_connections_lose_and_double_nothing(server):
             alice._connection.transport.abortConnection()
             await pause(0.01)
             bob._connection.transport.abortConnection()
+            await wait_for(lambda: bob._connection is None)
     await wait_for(lambda: bob._connection is not None)
     bob._connection.transport.abortConnection()
     await wait_for(lambda: bob._connection is None)
@@ -92,6 +94,7 @@ async def test_killed_connections_lose_and_double_nothing(server):
     await pause(0.2)  # anything doubled would have arrived by now
     assert sorted(received) == sorted(sent)
     assert alice.outbox_size == 0
+    assert states == ["reconnecting", "connected"] * 5
 
 
 @pytest_twisted.ensureDeferred

@@ -94,6 +94,7 @@ class ChatScreen(Commands, Screen):
         self.ui = lambda function: on_app(self.app, function)  # see neochat.client.bridge
         self.client.subscribe(self.ui(self.pushed))
         self.client.calls.on_call = self.ui(self.incoming_call)
+        self.client.watch_connection(self.ui(self.connection_changed))
         for message in self.client.get_message():  # what came with the login
             self.pushed(message)
         self.state.online = set(self.client.online)
@@ -101,6 +102,13 @@ class ChatScreen(Commands, Screen):
         self.show_conversation()
         self.query_one("#input", Input).focus()
         self.say(f"logged in as {self.client.account} · F1 for commands")
+
+    def connection_changed(self, state):
+        if state == "reconnecting":
+            self.say("connection lost: reconnecting… (what you type is sent once back)", error=True)
+        else:
+            self.say("reconnected")
+            self.refresh_lists()
 
     # -- rendering -----------------------------------------------------------
 

@@ -79,6 +79,7 @@ class NeoChatClient:
         self.online = set()
         self._inbox = deque(maxlen=INBOX_LIMIT)
         self._subscribers = []
+        self._watchers = []  # told "connected" or "reconnecting"
         self._outbox = OrderedDict()  # client_id -> _Outgoing
         self._seen = OrderedDict()  # message id -> None, oldest first
         self._lobby_seen = None  # the newest lobby message id received
@@ -146,8 +147,10 @@ class NeoChatClient:
             waiter.callback(connection)
         if not self.logged_in.called:
             self.logged_in.callback(self)
-        elif self._lobby_seen is not None:
-            self._catch_up_lobby(connection)
+        else:
+            self._tell_watchers("connected")
+            if self._lobby_seen is not None:
+                self._catch_up_lobby(connection)
 
     @defer.inlineCallbacks
     def _catch_up_lobby(self, connection):
@@ -166,6 +169,8 @@ class NeoChatClient:
             self._connection = None
             self.online.clear()
             self.calls.end_all("disconnected")
+            if self._stopped is None:
+                self._tell_watchers("reconnecting")
         self._acks.pop(connection, None)
 
     @property
@@ -196,6 +201,15 @@ class NeoChatClient:
         that unsubscribes."""
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
+
+    def watch_connection(self, callback):
+        """``callback("reconnecting")`` when the connection drops and
+        ``callback("connected")`` once logged in again."""
+        self._watchers.append(callback)
+
+    def _tell_watchers(self, state):
+        for callback in list(self._watchers):
+            callback(state)
 
     def get_message(self):
         """Messages received since the last call, oldest first (seed 002's
