@@ -49,7 +49,7 @@ class Http:
 
 
 async def serve(server, tmp_path, account="bot"):
-    client = await library_client(server, account)
+    client = await library_client(server, account, ftp_port=server.root.ftp_service.address[1])
     token = write_token(str(tmp_path / "config" / "token"))
     served = site(client, token)
     port = reactor.listenTCP(0, served, interface="127.0.0.1")
@@ -127,6 +127,13 @@ async def test_a_plugin_receives_accepts_and_sends_files(server, tmp_path):
     assert (code, receipt["file_length"]) == (200, len(source.read_bytes()))
     assert (await offers.next())["file_name"] == "saved.txt"
     assert (await http.call("POST", "/files", {"to": "alice", "path": str(tmp_path / "missing")}))[0] == 400
+
+    words = Collector(alice, "word")
+    code, shared = await http.call("POST", "/ftp/share", {"to": "alice", "path": target, "text": "via FTP"})
+    assert code == 200 and (await words.next())["content"] == f"via FTP <file>{shared['name']}</file>"
+    fetched = str(tmp_path / "fetched.txt")
+    assert await http.call("POST", "/ftp/get", {"name": shared["name"], "path": fetched}) == (200, {"path": fetched})
+    assert open(fetched, "rb").read() == source.read_bytes()
     assert (await http.call("POST", "/files/accept", {"offer": {"file_name": "x"}, "path": target}))[0] == 400
 
 

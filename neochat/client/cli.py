@@ -39,6 +39,7 @@ def parser():
     daemon.add_argument("--token-file", default=DEFAULT_TOKEN_FILE,
                         help=f"where the token is written, mode 0600 (default {DEFAULT_TOKEN_FILE})")
     daemon.add_argument("--register", action="store_true", help="create the account first")
+    daemon.add_argument("--ftp-port", type=int, default=2121, help="the server's FTP port (default 2121)")
     return main
 
 
@@ -52,7 +53,7 @@ def run_daemon(options):
 
     password = os.environ.get(PASSWORD_VARIABLE) or getpass.getpass(f"password for {options.account}: ")
     host, port = options.server
-    client = NeoChatClient(reactor, host, port, options.account, password)
+    client = NeoChatClient(reactor, host, port, options.account, password, ftp_port=options.ftp_port)
     outcome = {"code": 0}
 
     @defer.inlineCallbacks

@@ -203,6 +203,24 @@ class PluginApi(resource.Resource):
             return self.client.reject_file(offer).addCallback(lambda _: {})
         raise HttpError(404, "no such endpoint")
 
+    def post_ftp(self, request, action):
+        """Seed 002's files over FTP: ``/ftp/share`` {to or group, path, text}
+        uploads and sends ``<file>NAME</file>``; ``/ftp/get`` {name, path}
+        downloads a shared file (resuming with REST)."""
+        body = self._body(request)
+        if action == "share":
+            group = body.get("group")
+            to = group if isinstance(group, str) else self._string(body, "to")
+            text = body.get("text", "")
+            if not isinstance(text, str):
+                raise HttpError(400, "text must be a string")
+            return self.client.share_file(to, self._string(body, "path"), text, group=group is not None).addCallback(
+                lambda shared: {"name": shared[0], **shared[1]})
+        if action == "get":
+            return self.client.ftp.download(self._string(body, "name"), self._string(body, "path")).addCallback(
+                lambda path: {"path": path})
+        raise HttpError(404, "no such endpoint")
+
     @staticmethod
     def _string(body, name):
         value = body.get(name)
