@@ -116,6 +116,11 @@ async def test_a_file_goes_both_ways_in_band_with_progress(server, tmp_path):
         assert hashlib.sha256(open(path, "rb").read()).digest() == hashlib.sha256(payload).digest()
         if size:
             assert sent_progress[-1] == received_progress[-1] == size
+    # Two at once go one after the other.
+    offers = Collector(bob, "file")
+    both = [alice.send_file("bob", str(tmp_path / "from-alice.bin")), alice.send_file("bob", str(tmp_path / "from-bob.bin"))]
+    assert [receipt["file_length"] for receipt in await defer.gatherResults(both)] == [1024 * 1024 + 3, 0]
+    assert [(await offers.next())["file_name"] for _ in both] == ["from-alice.bin", "from-bob.bin"]
     # The stream is still in step after the raw bytes.
     words = Collector(bob, "word")
     await alice.send_message("bob", "after the files")

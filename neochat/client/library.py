@@ -17,7 +17,6 @@ Every call returns a Deferred.  Operations wait for the session to be logged
 in; one whose connection drops before the reply fails with ``ConnectionLost``.
 """
 
-import os
 import uuid
 from collections import OrderedDict, deque
 
@@ -29,8 +28,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from neochat.client.calls import Calls
-from neochat.client.connection import ClientConnection, Download, LimitReached, RequestFailed
+from neochat.client.connection import ClientConnection, LimitReached, RequestFailed
 from neochat.client.ftp import FtpFiles
+from neochat.client.transfers import FileTransfers
 
 INBOX_LIMIT = 10_000  # messages kept for get_message(); the oldest go first
 OUTBOX_LIMIT = 1_000  # messages waiting for their receipt
@@ -71,7 +71,7 @@ class _Outgoing:
         self.sent_on = None
 
 
-class NeoChatClient:
+class NeoChatClient(FileTransfers):
     def __init__(self, reactor, host, port, account, password, retry=None, ftp_port=2121, ftp_tls=False):
         self.reactor = reactor
         self.account = account
@@ -87,6 +87,7 @@ class NeoChatClient:
         self._waiting = []  # Deferreds for the next logged-in connection
         self._connection = None  # the logged-in connection
         self._stopped = None  # the reason, once stopped for good
+        self._sending_file = defer.DeferredLock()
         self.logged_in = defer.Deferred()  # the first login
         factory = Factory()
         factory.buildProtocol = lambda address: self._new_connection()
@@ -346,50 +347,3 @@ class NeoChatClient:
 
     def group_list(self):
         return self.operation("group_list").addCallback(lambda reply: reply["groups"])
-
-    # -- files: the in-band transfer, and FTP (``self.ftp``) -----------------
-
-    @defer.inlineCallbacks
-    def send_file(self, to, path, progress=None):
-        """Offer the file at ``path`` to ``to`` and stream it; ``progress(done,
-        total)`` is called as bytes go out.  Fires with the receipt."""
-        connection = yield self._connected()
-        length = os.path.getsize(path)
-        offer = {"message_type": "file", "send_user": self.account, "rece_user": to,
-                 "file_name": os.path.basename(path), "file_length": length}
-        with open(path, "rb") as source:
-            return (yield connection.send_file(offer, source, progress))
-
-    @defer.inlineCallbacks
-    def accept_file(self, offer, path, progress=None):
-        """Download an offered file to ``path`` (through ``path.part``)."""
-        connection = yield self._connected()
-        partial = path + ".part"
-        with open(partial, "wb") as target:
-            try:
-                yield connection.request({
-                    "message_type": "file", "content": "accept", "file_name": offer["file_name"],
-                    "file_length": offer["file_length"], "send_user": offer["send_user"],
-                    "file_id": offer["file_id"],
-                }, download=Download(target, progress))
-            except BaseException:
-                target.close()
-                os.unlink(partial)
-                raise
-        os.replace(partial, path)
-        return path
-
-    @defer.inlineCallbacks
-    def share_file(self, to, path, text="", group=False, progress=None):
-        """Seed 002's way: upload ``path`` over FTP, then send ``text`` with
-        ``<file>NAME</file>``; fires with (stored name, receipt)."""
-        name = yield self.ftp.upload(path, progress)
-        receipt = yield self.send_message(to, f"{text} <file>{name}</file>".strip(), group=group)
-        return name, receipt
-
-    @defer.inlineCallbacks
-    def reject_file(self, offer):
-        """Turn an offer down; the server deletes the file and tells the sender.
-        Success has no reply: a failure arrives as a pushed ``reject`` fail."""
-        connection = yield self._connected()
-        connection.send({"message_type": "reject", "file_name": offer["file_name"], "file_id": offer["file_id"]})
