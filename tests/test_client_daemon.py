@@ -106,7 +106,9 @@ async def test_a_plugin_polls_sends_and_looks_up_over_http(server, tmp_path):
     assert (await http.call("POST", "/send", b"not json"))[0] == 400
     assert (await http.call("POST", "/operation", {"message_type": "delete_account", "password": "x"}))[0] == 400
     assert (await http.call("GET", "/messages?wait=999"))[0] == 400
-    assert (await http.call("GET", "/nothing"))[0] == 404
+    for path in ("/nothing", "/users", "/me/too", "/"):
+        assert await http.call("GET", path) == (404, {"error": "no such endpoint"})
+    assert (await http.call("GET", "/me", token="caf\u00e9"))[0] == 401
 
 
 @pytest_twisted.ensureDeferred

@@ -7,6 +7,7 @@ long-polls: it answers as soon as a message is in the inbox, or with an
 empty list after N seconds.
 """
 
+import inspect
 import json
 import os
 import secrets
@@ -66,12 +67,16 @@ class PluginApi(resource.Resource):
         client.subscribe(self._pushed)
 
     def render(self, request):
-        if not secrets.compare_digest(request.getHeader("authorization") or "", self._authorization.decode()):
+        if not secrets.compare_digest(request.getHeader(b"authorization") or b"", self._authorization):
             request.setResponseCode(401)
             request.setHeader("www-authenticate", "Bearer")
             return self._json(request, {"error": "missing or wrong token"})
         path = [unquote(part.decode()) for part in request.postpath if part]
         route = getattr(self, f"{request.method.decode().lower()}_{path[0] if path else ''}", None)
+        try:
+            inspect.signature(route).bind(request, *path[1:])
+        except (TypeError, ValueError):  # no such method, or the wrong number of path parts
+            route = None
         if route is None:
             request.setResponseCode(404)
             return self._json(request, {"error": "no such endpoint"})
