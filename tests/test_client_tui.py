@@ -76,6 +76,8 @@ async def test_the_terminal_client_logs_in_chats_counts_unread_and_accepts_a_fil
         assert "password" in await terminal.do(pause=0.2)
         await terminal.do(type="alice", press=["tab"])
         await terminal.do(type="secret")
+        await terminal.do(click="#login")  # no such account yet: said in place
+        await terminal.until("wrong account or password")
         await terminal.do(click="#register")
         await terminal.until("logged in as alice")
 
