@@ -30,19 +30,25 @@ def read_wav(path):
         return audio.readframes(audio.getnframes())
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_call_carries_wav_frames_both_ways_through_the_relay(server, tmp_path):
+async def alice_rings_bob(server, **media):
+    """Alice and Bob logged in, Alice's call and Bob's side of it, ringing."""
     alice = await library_client(server, "alice")
     bob = await library_client(server, "bob")
     ringing = defer.Deferred()
     bob.calls.on_call = ringing.callback
+    call = alice.calls.place("bob", **media)
+    return alice, bob, call, await ringing
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_carries_wav_frames_both_ways_through_the_relay(server, tmp_path):
     # Half a second of a ramp each way, distinct so that a mix-up shows.
     sounds = {name: bytes(range(start, start + 250)) * 32 for name, start in (("alice", 0), ("bob", 5))}
     for name, frames in sounds.items():
         write_wav(tmp_path / f"{name}.wav", frames)
 
-    call = alice.calls.place("bob", play=str(tmp_path / "alice.wav"), record=str(tmp_path / "alice-heard.wav"))
-    incoming = await ringing
+    alice, bob, call, incoming = await alice_rings_bob(
+        server, play=str(tmp_path / "alice.wav"), record=str(tmp_path / "alice-heard.wav"))
     assert (incoming.caller, incoming.callee, incoming.state) == ("alice", "bob", "ringing")
     bob.calls.answer(incoming, play=str(tmp_path / "bob.wav"), record=str(tmp_path / "bob-heard.wav"))
     assert await call.answered
@@ -62,12 +68,8 @@ async def test_a_call_carries_wav_frames_both_ways_through_the_relay(server, tmp
 
 @pytest_twisted.ensureDeferred
 async def test_a_rejected_call_ends_for_the_caller(server):
-    alice = await library_client(server, "alice")
-    bob = await library_client(server, "bob")
-    ringing = defer.Deferred()
-    bob.calls.on_call = ringing.callback
-    call = alice.calls.place("bob")
-    bob.calls.reject(await ringing)
+    alice, bob, call, incoming = await alice_rings_bob(server)
+    bob.calls.reject(incoming)
     assert await call.ended == "rejected"
     assert await call.answered is False
     offline = alice.calls.place("carol")
@@ -76,12 +78,7 @@ async def test_a_rejected_call_ends_for_the_caller(server):
 
 @pytest_twisted.ensureDeferred
 async def test_a_dropped_connection_ends_the_call_on_both_sides(server):
-    alice = await library_client(server, "alice")
-    bob = await library_client(server, "bob")
-    ringing = defer.Deferred()
-    bob.calls.on_call = ringing.callback
-    call = alice.calls.place("bob")
-    incoming = await ringing
+    alice, bob, call, incoming = await alice_rings_bob(server)
     bob.calls.answer(incoming)
     assert await call.answered
     bob.connection.transport.abortConnection()
