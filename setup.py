@@ -8,7 +8,7 @@ setup(
     description="NeoChat: a Twisted chat server suite (message server, FTP files, UDP calls)",
     python_requires=">=3.11",
     packages=find_packages(include=["neochat", "neochat.*"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/neochat_plugin.py"]},
+    package_data={"twisted": ["plugins/neochat_plugin.py"], "neochat.web": ["static/*"]},
     data_files=[
         ("share/neochat/schema", glob("schema/*.sql")),
     ],
@@ -17,10 +17,12 @@ setup(
         "pyftpdlib>=1.5.9",
         "argon2-cffi>=21.3",
         "textual>=0.80",  # the terminal client, neochat-client
+        "autobahn>=24.4",  # the WebSocket gateway of the web client
     ],
     entry_points={"console_scripts": ["neochat-client = neochat.client.cli:main"]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
-        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],
+        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9",
+                 "playwright>=1.40"]  # drives Debian's chromium; never downloads a browser,
     },
 )

@@ -13,6 +13,10 @@ DB_URL_VARIABLE = "NEOCHAT_DB"
 @dataclass
 class Settings:
     listen: list = field(default_factory=lambda: ["tcp:7000"])
+    # The web client (docs/protocol.md "WebSocket and HTTP"): endpoints of
+    # its site (none: off), and origins allowed besides the page's own.
+    http: list = field(default_factory=list)
+    http_origins: list = field(default_factory=list)
     # Database URL; None means $NEOCHAT_DB, else SQLite in data_dir.
     db_url: str = None
     data_dir: Path = Path("neochat-data")

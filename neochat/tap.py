@@ -64,6 +64,8 @@ class Options(usage.Options):
     def __init__(self):
         super().__init__()
         self["listen"] = []
+        self["http"] = []
+        self["http-origins"] = []
         self["call-limits"] = CallLimits()
 
     def opt_call_limit(self, assignment):
@@ -82,6 +84,17 @@ class Options(usage.Options):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
         ssl:7443:privateKey=key.pem:certKey=cert.pem (repeatable; default tcp:7000)."""
         self["listen"].append(description)
+
+    def opt_http(self, description):
+        """Twisted endpoint for the web client (WebSocket, files, the page), e.g.
+        tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem
+        (repeatable; default: off)."""
+        self["http"].append(description)
+
+    def opt_http_origin(self, origin):
+        """Origin allowed to open the WebSocket besides the page's own, e.g.
+        https://chat.example.org (repeatable)."""
+        self["http-origins"].append(origin.rstrip("/"))
 
     def postOptions(self):
         for name in ("relay-ports", "client-ports"):
@@ -107,6 +120,8 @@ class Options(usage.Options):
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
             friends_only=bool(self["friends-only"]),
+            http=self["http"],
+            http_origins=self["http-origins"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

@@ -60,6 +60,7 @@ def db_url(request, tmp_path):
 def settings(db_url, tmp_path):
     return Settings(
         listen=["tcp:0:interface=127.0.0.1"],
+        http=["tcp:0:interface=127.0.0.1"],
         db_url=db_url,
         data_dir=tmp_path / "data",
         hash_time_cost=1,
@@ -81,6 +82,10 @@ class RunningServer:
     @property
     def port(self):
         return self.root.chat_service.ports[0].getHost().port
+
+    @property
+    def http_port(self):
+        return self.root.web_service.ports[0].getHost().port
 
     @defer.inlineCallbacks
     def client(self, dialect="json"):

@@ -17,6 +17,7 @@ from neochat.services.chat import ChatService
 from neochat.services.ftp import FTPService
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.schema import upgrade
+from neochat.web.service import WebService
 
 log = Logger()
 
@@ -55,10 +56,14 @@ class NeoChatService(service.MultiService):
         )
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
         self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
+        self.web_service = WebService(
+            self.chat, self.files, settings.http, reactor, settings.http_origins
+        )
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
-        # Children stop in this order: chat first (its logouts end the calls),
-        # then cell, then FTP (whose thread needs the reactor), then the timer.
-        for name, child in (("chat", self.chat_service), ("cell", self.cell),
+        # Children stop in this order: the web client's WebSockets and then
+        # chat (their logouts end the calls; chat drains the writes), then
+        # cell, then FTP (whose thread needs the reactor), then the timer.
+        for name, child in (("http", self.web_service), ("chat", self.chat_service), ("cell", self.cell),
                             ("ftp", self.ftp_service), ("file-retention", retention)):
             child.setName(name)
             child.setServiceParent(self)

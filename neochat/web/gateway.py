@@ -1,0 +1,193 @@
+"""The WebSocket gateway: each text message is one JSON-dialect message,
+handled by the same ``JsonDialect`` as on the TCP port.
+
+``MessageTransport`` is the transport the dialect writes to: every line it
+writes goes out as one text message, and raw bytes written while a file
+producer is registered (an in-band ``file-data`` payload) as binary
+messages.  Reading pauses and resumes the WebSocket's own TCP connection, and
+producers register with it, so flow control is the TCP port's.
+
+Incoming text messages are checked to be one whole JSON value before the
+decoder sees them, so a broken message cannot swallow the next one; binary
+messages are raw bytes (the payload after a ``file`` offer).
+"""
+
+import json
+import secrets
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+
+from neochat.chat.errors import NotLoggedIn
+from neochat.services.json_dialect import JsonDialect
+from neochat.wire.json_stream import MAX_OBJECT
+
+# Stand-ins fed to the decoder for a text message that is not a JSON object:
+# it answers them with its usual "malformed JSON" / "not a JSON object".
+NOT_JSON = b"-\n"
+NOT_AN_OBJECT = b"[]\n"
+# Larger messages close the socket (1009); up to here the decoder answers
+# "message too long" and the socket stays.
+MAX_MESSAGE = 4 * MAX_OBJECT
+
+
+class MessageTransport:
+    """What ``JsonDialect`` writes to, backed by one WebSocket."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self._file_producer = None
+
+    def write(self, data):
+        if self._file_producer is not None:
+            self.protocol.sendMessage(bytes(data), isBinary=True)
+            return
+        for line in bytes(data).split(b"\n"):
+            if line:
+                self.protocol.sendMessage(line, isBinary=False)
+
+    def writeSequence(self, chunks):
+        self.write(b"".join(chunks))
+
+    def loseConnection(self):
+        self.protocol.sendClose()
+
+    def pauseProducing(self):
+        self.protocol.transport.pauseProducing()
+
+    def resumeProducing(self):
+        self.protocol.transport.resumeProducing()
+
+    def registerProducer(self, producer, streaming):
+        if not streaming:
+            self._file_producer = producer
+        self.protocol.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        self._file_producer = None
+        self.protocol.transport.unregisterProducer()
+
+    def getPeer(self):
+        return self.protocol.transport.getPeer()
+
+    def getHost(self):
+        return self.protocol.transport.getHost()
+
+
+class WebDialect(JsonDialect):
+    """The JSON dialect plus ``web_token``: a bearer token for this logged-in
+    session's HTTP file uploads and downloads."""
+
+    def __init__(self, transport, chat, peer_host, tokens):
+        super().__init__(transport, chat, peer_host)
+        self.tokens = tokens
+
+    def cmd_web_token(self, request):
+        if not self.session.logged_in:
+            raise NotLoggedIn()
+        return {"message_type": "web_token", "content": "success",
+                "token": self.tokens.issue(self.session)}
+
+    def connection_lost(self):
+        self.tokens.revoke(self.session)
+        super().connection_lost()
+
+
+class Tokens:
+    """One token per WebSocket session, valid while it stays logged in."""
+
+    def __init__(self):
+        self._sessions = {}  # token -> session
+        self._tokens = {}  # session -> token
+
+    def issue(self, session):
+        self.revoke(session)
+        token = secrets.token_urlsafe(24)
+        self._sessions[token], self._tokens[session] = session, token
+        return token
+
+    def revoke(self, session):
+        self._sessions.pop(self._tokens.pop(session, None), None)
+
+    def account(self, token):
+        """The account ``token`` stands for now, or None."""
+        session = self._sessions.get(token)
+        if session is None or session.closed or not session.logged_in:
+            return None
+        return session.account
+
+    def __len__(self):
+        return len(self._sessions)
+
+
+def origin_allowed(origin, host, allowed):
+    """A browser's Origin must name the host it connected to (same origin),
+    or be in ``allowed``; a client that sends no Origin is not a browser."""
+    if origin is None or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+class GatewayProtocol(WebSocketServerProtocol):
+    dialect = None
+
+    def onConnect(self, request):
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins):
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        return None
+
+    def onOpen(self):
+        self.factory.connections.add(self)
+        self.dialect = WebDialect(
+            MessageTransport(self), self.factory.chat, self.transport.getPeer().host, self.factory.tokens
+        )
+
+    def onMessage(self, payload, isBinary):
+        if not isBinary:
+            payload = _checked(payload)
+        self.dialect.data_received(payload)
+
+    def onClose(self, wasClean, code, reason):
+        self.factory.connections.discard(self)
+        if self.dialect is not None:
+            self.dialect.connection_lost()
+            self.dialect = None
+        if not self.factory.connections and self.factory.all_gone is not None:
+            self.factory.all_gone.callback(None)
+            self.factory.all_gone = None
+
+
+def _checked(payload):
+    """The text message as one newline-ended JSON object, or a stand-in."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return NOT_JSON
+    if not isinstance(value, dict):
+        return NOT_AN_OBJECT
+    return payload + b"\n"  # the decoder still applies its own size limit
+
+
+class GatewayFactory(WebSocketServerFactory):
+    protocol = GatewayProtocol
+
+    def __init__(self, chat, tokens, allowed_origins=()):
+        super().__init__()
+        self.chat = chat
+        self.tokens = tokens
+        self.allowed_origins = set(allowed_origins)
+        self.connections = set()
+        self.all_gone = None
+        self.setProtocolOptions(maxMessagePayloadSize=MAX_MESSAGE, maxFramePayloadSize=MAX_MESSAGE)
+
+    def disconnect_all(self):
+        """Close every WebSocket; the Deferred fires when all are gone."""
+        if not self.connections:
+            return defer.succeed(None)
+        self.all_gone = defer.Deferred()
+        for connection in list(self.connections):
+            connection.transport.loseConnection()
+        return self.all_gone

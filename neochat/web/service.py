@@ -1,0 +1,68 @@
+"""The web service: one twisted.web site per ``--http`` endpoint with the
+chat page at ``/``, the WebSocket gateway at ``/ws`` and files at ``/files``."""
+
+from pathlib import Path
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.application import service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.web import server, static
+
+from neochat.web.files import FilesResource, StreamingRequest
+from neochat.web.gateway import GatewayFactory, Tokens
+
+STATIC = Path(__file__).parent / "static"
+
+
+class Page(static.File):
+    """The static client, with headers that keep it to its own origin."""
+
+    def render_GET(self, request):
+        request.setHeader(b"content-security-policy",
+                          b"default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        return super().render_GET(request)
+
+
+class WebSite(server.Site):
+    requestFactory = StreamingRequest
+
+    def __init__(self, chat, library, allowed_origins=()):
+        self.tokens = Tokens()
+        self.library = library
+        self.gateway = GatewayFactory(chat, self.tokens, allowed_origins)
+        root = Page(str(STATIC))
+        root.putChild(b"ws", WebSocketResource(self.gateway))
+        root.putChild(b"files", FilesResource(library, self.tokens))
+        super().__init__(root)
+        self.displayTracebacks = False
+
+
+class WebService(service.Service):
+    """Listens on each endpoint; on stop closes the listeners and every
+    WebSocket (their sessions log out like dropped TCP connections)."""
+
+    def __init__(self, chat, library, listen, reactor, allowed_origins=()):
+        self.site = WebSite(chat, library, allowed_origins)
+        self.endpoints = [serverFromString(reactor, description) for description in listen]
+        self.ports = []
+
+    def startService(self):
+        super().startService()
+        listening = defer.gatherResults(
+            [endpoint.listen(self.site) for endpoint in self.endpoints], consumeErrors=True
+        )
+        return listening.addCallback(self._listening)
+
+    def _listening(self, ports):
+        self.ports = ports
+        return ports
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        yield defer.gatherResults([port.stopListening() for port in self.ports])
+        self.ports = []
+        yield self.site.gateway.disconnect_all()
