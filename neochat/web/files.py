@@ -186,10 +186,11 @@ class FilesResource(resource.Resource):
     def _download(self, account, name):
         if not (yield self.library.may_read(account, name)):
             return ErrorPage(403, "you may not read that file")
+        row = yield self.library.store.get(name)
         path = self.library.directory / name
-        if not path.is_file():
+        if row is None or not path.is_file():
             return ErrorPage(404, "no such file")
-        return Download(str(path), name)
+        return Download(str(path), row["original_name"])
 
 
 class Download(static.File):
@@ -197,14 +198,14 @@ class Download(static.File):
 
     isLeaf = True
 
-    def __init__(self, path, name):
+    def __init__(self, path, original_name):
         super().__init__(path, defaultType="application/octet-stream")
         self.type, self.encoding = "application/octet-stream", None
-        self.stored_name = name
+        self.original_name = original_name
 
     def render_GET(self, request):
         request.setHeader(b"content-disposition",
-                          b"attachment; filename*=UTF-8''" + quote(self.stored_name, safe="").encode("ascii"))
+                          b"attachment; filename*=UTF-8''" + quote(self.original_name, safe="").encode("ascii"))
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"private, no-store")
         return super().render_GET(request)

@@ -1,0 +1,119 @@
+"""The web client in headless Chromium against a real server: two people
+register, chat both ways, in a group, share a file; a browser and a TCP
+JSON-dialect client talk to each other.  Screenshots go to tmp/artifacts."""
+
+import hashlib
+
+import pytest
+import pytest_twisted
+
+from tests.browser import BrowserThread, new_page, require_chromium, screenshot
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    """The browser tests run on SQLite only: the store is the same as in
+    the gateway tests, which run on both databases."""
+    return f"sqlite:{tmp_path / 'test.sqlite'}"
+
+
+@pytest_twisted.async_yield_fixture
+async def browser():
+    require_chromium()
+    thread = await BrowserThread.start()
+    yield thread
+    await thread.stop()
+
+
+def register(page, account, password="secret pw"):
+    page.fill("#login-user", account)
+    page.fill("#login-pass", password)
+    page.click("#register-btn")
+    page.wait_for_selector("#chat-view:not([hidden])")
+    page.wait_for_selector("#status:text('online')")
+
+
+def open_chat(page, kind, name):
+    page.fill("#add-name", name)
+    page.select_option("#add-kind", kind)
+    page.click("#add-form button[type=submit]")
+
+
+def say(page, text):
+    page.fill("#text", text)
+    page.click("#send-btn")
+    page.wait_for_selector(f"#message-list li.mine:not(.pending):has-text('{text}')")
+
+
+def sees(page, text):
+    page.wait_for_selector(f"#message-list li:has-text('{text}')")
+
+
+def two_people_chat(browser, base_url, upload_path):
+    alice, bob = new_page(browser, base_url), new_page(browser, base_url)
+    register(alice, "alice")
+    register(bob, "bob")
+    # Private, both ways, with the unread count on bob's side.
+    open_chat(alice, "chat", "bob")
+    say(alice, "你好 bob 👋")
+    bob.wait_for_selector("#contacts li[data-key='u:alice'] .badge:text('1')")
+    bob.click("#contacts li[data-key='u:alice']")
+    sees(bob, "你好 bob 👋")
+    bob.wait_for_selector("#contacts li[data-key='u:alice'] .badge:empty", state="attached")  # read
+    say(bob, "hi alice, 收到")
+    sees(alice, "hi alice, 收到")
+    # A group: alice creates it, bob joins, both post.
+    open_chat(alice, "create", "dev")
+    open_chat(bob, "join", "dev")
+    say(bob, "bob here in #dev")
+    sees(alice, "bob here in #dev")
+    say(alice, "welcome to dev 🎉")
+    sees(bob, "welcome to dev 🎉")
+    alice.click("#members-btn")
+    alice.wait_for_selector("#members li:has-text('bob (member)') button:text('Promote')")
+    # A file to the group, with the progress bar, downloaded by bob.
+    alice.set_input_files("#file-input", upload_path)
+    link = bob.wait_for_selector("#message-list a.file:has-text('notes 笔记.bin')")
+    with bob.expect_download() as download:
+        link.click()
+    saved = download.value.path()
+    screenshot(alice, "alice-group")
+    screenshot(bob, "bob-group")
+    with open(saved, "rb") as file:
+        return download.value.suggested_filename, hashlib.sha256(file.read()).hexdigest()
+
+
+@pytest_twisted.inlineCallbacks
+def test_two_browsers_chat_privately_and_in_a_group_and_share_a_file(server, browser, tmp_path):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    upload_path = tmp_path / "notes 笔记.bin"
+    upload_path.write_bytes(data)
+    name, digest = yield browser.run(two_people_chat, f"http://127.0.0.1:{server.http_port}", str(upload_path))
+    assert name == "notes 笔记.bin"
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+def browser_user(browser, base_url):
+    page = new_page(browser, base_url, width=390, height=760)  # a phone
+    register(page, "dave")
+    open_chat(page, "chat", "carol")
+    say(page, "hello carol from the browser ☕")
+    return page
+
+
+def browser_reads(browser, page, text):
+    sees(page, text)
+    screenshot(page, "phone-dave")
+
+
+@pytest_twisted.inlineCallbacks
+def test_browser_and_tcp_client_talk(server, browser):
+    carol, = yield server.logged_in("carol", acks=True)
+    page = yield browser.run(browser_user, f"http://127.0.0.1:{server.http_port}")
+    word = yield carol.next("word")
+    assert (word["send_user"], word["content"]) == ("dave", "hello carol from the browser ☕")
+    carol.send({"message_type": "ack", "id": [word["id"]]})
+    carol.send({"message_type": "word", "chat_type": "private", "send_user": "carol",
+                "rece_user": "dave", "content": "hi dave from TCP 🐍", "client_id": "t-1"})
+    yield carol.next("word", reply=True)
+    yield browser.run(browser_reads, page, "hi dave from TCP 🐍")
