@@ -1,0 +1,150 @@
+"""The WebSocket gateway and the HTTP file endpoints, without a browser:
+the same JSON dialect as the TCP port, the origin rule, tokens, read rights."""
+
+import hashlib
+import json
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import threads
+
+from tests.web_clients import WsClient, download, http, upload
+
+MAX_FILE = 512 * 1024
+
+
+@pytest.fixture
+def settings(settings):
+    settings.ftp.max_file_size = MAX_FILE
+    settings.http_origins = ["https://chat.example.org"]
+    return settings
+
+
+def handshake(port, origin, host=None):
+    """The status line of a WebSocket opening handshake."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    lines = [
+        "GET /ws HTTP/1.1", f"Host: {host or f'127.0.0.1:{port}'}", "Upgrade: websocket",
+        "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+    ]
+    if origin:
+        lines.append(f"Origin: {origin}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+    sock.close()
+    return status
+
+
+@pytest_twisted.inlineCallbacks
+def test_origin_must_be_the_page_or_allowed(server):
+    port = server.http_port
+    refused = yield threads.deferToThread(handshake, port, "http://evil.example")
+    assert " 403 " in refused + " "
+    for origin in (f"http://127.0.0.1:{port}", "https://chat.example.org", None):
+        accepted = yield threads.deferToThread(handshake, port, origin)
+        assert " 101 " in accepted + " ", origin
+    other_host = yield threads.deferToThread(handshake, port, f"http://127.0.0.1:{port}", "chat.example.net")
+    assert " 403 " in other_host + " "
+
+
+@pytest_twisted.inlineCallbacks
+def test_bad_messages_get_errors_and_the_socket_keeps_working(server):
+    ws = yield WsClient.connect(server.http_port)
+    ws.send_text('{"message_type": "login", "username": ')  # cut short
+    assert (yield ws.next("error")) == {"message_type": "error", "content": "fail", "reason": "malformed JSON"}
+    ws.send_text("[1, 2]")
+    assert (yield ws.next("error"))["reason"] == "not a JSON object"
+    ws.send_text(json.dumps({"message_type": "word", "content": "x" * 70000}))
+    assert (yield ws.next("error"))["reason"] == "message too long (limit 65536 bytes)"
+    ws.send_text('{"message_type": "nonsense"}')
+    assert (yield ws.next("error"))["reason"] == "unknown message_type"
+    yield ws.register_and_login("alice")  # the next message is read as itself
+
+
+@pytest_twisted.inlineCallbacks
+def test_websocket_and_tcp_users_chat_with_receipts(server):
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice", acks=True)
+    bob, = yield server.logged_in("bob")
+    ws.send({"message_type": "word", "chat_type": "private", "send_user": "alice", "rece_user": "bob",
+             "content": "你好 👋", "client_id": "c-1"})
+    receipt = yield ws.next("word", reply=True)
+    assert (receipt["content"], receipt["client_id"]) == ("success", "c-1")
+    word = yield bob.next("word")
+    assert (word["content"], word["id"]) == ("你好 👋", receipt["id"])
+    bob.send({"message_type": "word", "chat_type": "private", "send_user": "bob", "rece_user": "alice",
+              "content": "hi"})
+    assert (yield ws.next("word"))["content"] == "hi"
+
+
+@pytest_twisted.inlineCallbacks
+def test_web_token_needs_a_login(server):
+    ws = yield WsClient.connect(server.http_port)
+    reply = yield ws.request({"message_type": "web_token"})
+    assert (reply["content"], reply["reason"]) == ("fail", "not logged in")
+
+
+@pytest_twisted.inlineCallbacks
+def test_upload_without_a_valid_token_is_refused(server):
+    port = server.http_port
+    status, _, body = yield threads.deferToThread(upload, port, None, "a.txt", b"data")
+    assert status == 401 and "web_token" in json.loads(body)["error"]
+    status, _, _ = yield threads.deferToThread(upload, port, "made-up", "a.txt", b"data")
+    assert status == 401
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    token = (yield ws.request({"message_type": "web_token"}))["token"]
+    yield ws.close()  # the token ends with its session
+    status, _, _ = yield threads.deferToThread(upload, port, token, "a.txt", b"data")
+    assert status == 401
+    status, _, body = yield threads.deferToThread(http, port, "POST", "/files", b"x", {"Authorization": "Bearer x"})
+    assert status == 400 and json.loads(body)["error"] == "missing header: X-File-Name"
+
+
+@pytest_twisted.inlineCallbacks
+def test_too_large_upload_is_refused_and_leaves_nothing(server):
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    token = (yield ws.request({"message_type": "web_token"}))["token"]
+    status, _, body = yield threads.deferToThread(upload, server.http_port, token, "big.bin", b"x" * (MAX_FILE + 1))
+    assert status == 413 and "limit" in json.loads(body)["error"]
+    files = server.root.files
+    assert (yield files.readable_files("alice")) == []
+    assert [p.name for p in files.directory.iterdir() if p.name != ".partial"] == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_download_needs_the_right_to_read(server):
+    port = server.http_port
+    clients, tokens = {}, {}
+    for name in ("alice", "bob", "carol"):
+        clients[name] = client = yield WsClient.connect(port)
+        yield client.register_and_login(name, acks=True)
+        tokens[name] = (yield client.request({"message_type": "web_token"}))["token"]
+    alice = clients["alice"]
+    data = ("报告 📄 " * 20000).encode()
+    status, _, body = yield threads.deferToThread(upload, port, tokens["alice"], "报告.txt", data)
+    assert status == 201
+    stored = json.loads(body)
+    assert (stored["size"], stored["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    status, _, _ = yield threads.deferToThread(download, port, tokens["bob"], stored["name"])
+    assert status == 403
+    alice.send({"message_type": "word", "chat_type": "private", "send_user": "alice", "rece_user": "bob",
+                "content": f"<file>{stored['name']}</file>", "client_id": "f-1"})
+    yield alice.next("word", reply=True)
+    status, headers, body = yield threads.deferToThread(download, port, tokens["bob"], stored["name"])
+    assert status == 200 and body == data
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''%E6%8A%A5%E5%91%8A.txt"
+    assert headers["Content-Type"] == "application/octet-stream"
+    status, _, _ = yield threads.deferToThread(download, port, tokens["carol"], stored["name"])
+    assert status == 403
+    status, _, _ = yield threads.deferToThread(download, port, "", stored["name"])
+    assert status == 401
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_page_is_served(server):
+    status, headers, body = yield threads.deferToThread(http, server.http_port, "GET", "/")
+    assert status == 200 and b'<script type="module" src="app.js">' in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
