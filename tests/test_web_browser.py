@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
 
 from tests.browser import BrowserThread, new_page, require_chromium, screenshot
 
@@ -117,3 +119,46 @@ def test_browser_and_tcp_client_talk(server, browser):
                 "rece_user": "dave", "content": "hi dave from TCP 🐍", "client_id": "t-1"})
     yield carol.next("word", reply=True)
     yield browser.run(browser_reads, page, "hi dave from TCP 🐍")
+
+
+def drop_seen(browser, page):
+    page.wait_for_selector("#conn-banner")
+    page.fill("#text", "typed while offline ✈️")
+    page.click("#send-btn")
+    page.wait_for_selector("#message-list li.pending:has-text('typed while offline ✈️')")
+
+
+def back_online(browser, page):
+    page.wait_for_selector("#conn-banner", state="hidden")
+    sees(page, "while you were away 🌙")
+    page.wait_for_selector("#message-list li.mine:not(.pending):has-text('typed while offline ✈️')")
+    say(page, "marker after the reconnect")
+    screenshot(page, "after-reconnect")
+    return [page.locator(f"#message-list li:has-text('{text}')").count()
+            for text in ("while you were away 🌙", "typed while offline ✈️")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_network_drop_loses_and_doubles_nothing(server, browser):
+    web = server.root.web_service
+    port = server.http_port
+    carol, = yield server.logged_in("carol", acks=True)
+    page = yield browser.run(browser_user, f"http://127.0.0.1:{port}")
+    word = yield carol.next("word")
+    carol.send({"message_type": "ack", "id": [word["id"]]})
+    # The network goes: the listener stops (so reconnecting fails for a
+    # while) and the browser's connection is cut without a close frame.
+    yield web.ports[0].stopListening()
+    for connection in list(web.site.gateway.connections):
+        connection.transport.abortConnection()
+    yield browser.run(drop_seen, page)
+    carol.send({"message_type": "word", "chat_type": "private", "send_user": "carol",
+                "rece_user": "dave", "content": "while you were away 🌙", "client_id": "t-2"})
+    yield carol.next("word", reply=True)
+    web.ports[0] = yield serverFromString(reactor, f"tcp:{port}:interface=127.0.0.1").listen(web.site)
+    counts = yield browser.run(back_online, page)
+    assert counts == [1, 1]
+    words = []
+    while not words or words[-1] != "marker after the reconnect":
+        words.append((yield carol.next("word"))["content"])
+    assert words == ["typed while offline ✈️", "marker after the reconnect"]

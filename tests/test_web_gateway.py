@@ -148,3 +148,28 @@ def test_the_page_is_served(server):
     status, headers, body = yield threads.deferToThread(http, server.http_port, "GET", "/")
     assert status == 200 and b'<script type="module" src="app.js">' in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_in_band_file_travels_as_binary_messages(server):
+    payload = bytes(range(256)) * 1000
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    bob, = yield server.logged_in("bob")
+    ws.send({"message_type": "file", "send_user": "alice", "rece_user": "bob",
+             "file_name": "a.bin", "file_length": len(payload)})
+    for start in range(0, len(payload), 100000):
+        ws.send_raw(payload[start:start + 100000])
+    offer = yield bob.next("file")
+    assert (offer["file_name"], offer["file_length"]) == ("a.bin", len(payload))
+    # And back: bob offers, the WebSocket user accepts and gets binary messages.
+    bob.send({"message_type": "file", "send_user": "bob", "rece_user": "alice",
+              "file_name": "b.bin", "file_length": len(payload)})
+    bob.send_raw(payload)
+    offer = yield ws.next("file")
+    ws.send({"message_type": "file", "content": "accept", "file_name": "b.bin", "file_id": offer["file_id"]})
+    header = yield ws.next("file-data")
+    assert header["file_length"] == len(payload)
+    ws.send({"message_type": "get_current_user"})
+    yield ws.next("get_current_user")  # the socket reads JSON again after the bytes
+    assert b"".join(ws.binary) == payload

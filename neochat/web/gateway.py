@@ -140,6 +140,9 @@ class GatewayProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self):
+        # twisted.web's channel, which handed this connection over, is still
+        # registered as its producer; the dialect's producers replace it.
+        self.transport.unregisterProducer()
         self.factory.connections.add(self)
         self.dialect = WebDialect(
             MessageTransport(self), self.factory.chat, self.transport.getPeer().host, self.factory.tokens

@@ -63,6 +63,6 @@ class WebService(service.Service):
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        yield defer.gatherResults([port.stopListening() for port in self.ports])
+        yield defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.ports])
         self.ports = []
         yield self.site.gateway.disconnect_all()

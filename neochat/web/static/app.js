@@ -261,11 +261,13 @@ session.addEventListener("message", ({ detail: message }) => {
 session.addEventListener("status", ({ detail }) => {
   $("status").textContent = detail.online ? "online" : "reconnecting…";
   $("status").className = detail.online ? "status" : "status offline";
+  $("conn-banner").hidden = detail.online || $("chat-view").hidden;
 });
 session.addEventListener("reconnected", () => { refreshFriends(); refreshGroups(); });
 session.addEventListener("error", ({ detail }) => showError(detail.reason));
 session.addEventListener("stopped", ({ detail }) => {
   $("chat-view").hidden = true;
+  $("conn-banner").hidden = true;
   $("login-view").hidden = false;
   showError(detail.reason === "logged out" ? "" : detail.reason, "login-error");
 });
