@@ -98,7 +98,8 @@ async function loadHistory(conv) {
   const reply = await op("get_old_message", fields);
   if (!reply) return;
   conv.loaded = true;
-  for (const word of reply.messages) addWord(word, { live: false });
+  // In-band file offers (message_type "file") are for seed-000 clients; the page shares by <file>.
+  for (const word of reply.messages) if (word.message_type === "word") addWord(word, { live: false });
   $("older-btn").hidden = reply.messages.length < HISTORY_PAGE;
   if (!reply.messages.length) render(false);
 }
