@@ -2,9 +2,24 @@
 
 Clients may end each object with a newline or send objects back to back
 (a bare ``json.dumps`` per ``send``); TCP may split or merge either.  The
-decoder finds object boundaries by matching braces outside strings, on
-bytes, so it also knows exactly where raw file bytes that follow an object
-begin (see ``expect_raw``).
+decoder validates each value incrementally as its bytes arrive (an O(n)
+tokenizer that keeps a stack of open containers), so it knows where an
+object ends, exactly where raw file bytes that follow it begin (see
+``expect_raw``), and the moment a value can no longer become valid JSON.
+
+Resynchronising after bad input (docs/protocol.md, "JSON dialect: framing"):
+
+- A value that can no longer become valid is answered at once with a
+  ``Malformed``; the rest of it is skipped up to the bracket that closes it,
+  or to the next line that starts with ``{``, whichever comes first (an
+  error outside any bracket is skipped to the end of its line, or to the
+  next ``{``).  Strings never span lines.
+- A pending value whose next line starts with ``{`` is abandoned there as
+  malformed, and that line starts a new object: an unterminated object
+  cannot swallow the requests after it.  Only an array element inside an
+  object may start a line with ``{`` (as pretty-printers put it).
+- Objects nested deeper than ``MAX_DEPTH`` or longer than ``max_object``
+  bytes are answered as soon as that is known, then skipped to their end.
 
 ``next_item()`` returns one item at a time so that the caller can switch the
 decoder to raw mode between an object and the bytes after it.
@@ -15,17 +30,47 @@ import re
 from dataclasses import dataclass
 
 MAX_OBJECT = 64 * 1024  # bytes of one JSON object
+MAX_DEPTH = 64  # objects and arrays nested in one another
+MAX_NUMBER = 100  # characters of one number
 
-_OUTSIDE_STRING = re.compile(rb'[{}"]')
-_INSIDE_STRING = re.compile(rb'["\\]')
-_WHITESPACE = b" \t\r\n"
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark is skipped between objects
+MALFORMED = "malformed JSON"
+
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_BLANK = re.compile(rb"[ \t\r]*")
+_STRING_BODY = re.compile(rb'[^"\\\x00-\x1f]*')
+_HEX = re.compile(rb"[0-9a-fA-F]{0,4}")
+_NUMBER_RUN = re.compile(rb"[-+.eE0-9]*")
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LETTERS = re.compile(rb"[a-zA-Z]*")
+_LITERALS = (b"true", b"false", b"null")
+_ESCAPES = frozenset(b'"\\/bfnrt')
+_SKIP_OUTSIDE = re.compile(rb'[{}\[\]"\n]')
+_SKIP_INSIDE = re.compile(rb'["\\\n]')
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant)  # refuses NaN and Infinity
+
+OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = b"{}[]"
+QUOTE, BACKSLASH, NEWLINE = ord('"'), ord("\\"), ord("\n")
+CLOSER = {OPEN_OBJECT: CLOSE_OBJECT, OPEN_ARRAY: CLOSE_ARRAY}
+
+# What the validator expects next in the pending value.
+VALUE, VALUE_OR_CLOSE, KEY, KEY_OR_CLOSE, COLON, AFTER_VALUE = range(6)
 
 
 @dataclass(frozen=True)
 class Malformed:
-    """Input that is not a JSON object; ``reason`` goes into the error reply."""
+    """Input that is not a usable JSON object; ``reason`` goes into the error
+    reply, under ``message_type`` when the object named one."""
 
     reason: str
+    message_type: str = None
 
 
 @dataclass(frozen=True)
@@ -37,17 +82,26 @@ class RawChunk:
 
 
 class JsonStreamDecoder:
-    def __init__(self, max_object=MAX_OBJECT):
+    def __init__(self, max_object=MAX_OBJECT, max_depth=MAX_DEPTH):
         self.max_object = max_object
-        self._buffer = bytearray()
-        self._scan = 0  # how far the current object has been scanned
-        self._depth = 0
-        self._in_string = False
-        self._oversized = False  # current object is being skipped
-        self._junk = False  # skipping a non-object line up to its newline
+        self.max_depth = max_depth
+        self._buffer = bytearray()  # the pending value starts at 0
+        self._reset()
+        self._skipping = False
+        self._skip_depth = 0
+        self._skip_in_string = False
+        self._skip_line_start = False
         self._raw_left = 0
         self._raw_skip_newline = False
         self.newline_terminated = False  # learned from the first objects
+
+    def _reset(self):
+        self._scan = 0  # how far the pending value has been validated
+        self._stack = bytearray()  # its open objects and arrays
+        self._expect = VALUE
+        self._in_string = False
+        self._key = False  # the open string is an object key
+        self._line_start = False  # a newline came after its last token
 
     def feed(self, data):
         self._buffer += data
@@ -69,9 +123,15 @@ class JsonStreamDecoder:
         """A dict, a Malformed, a RawChunk, or None when more bytes are needed."""
         if self._raw_left:
             return self._next_raw()
-        if self._depth == 0 and not self._junk and not self._skip_to_object():
+        if self._skipping and not self._skip():
             return None
-        return self._skip_junk() if self._junk else self._scan_object()
+        if self._scan == 0:
+            if not self._skip_blank():
+                return None
+            whole = self._whole_line()
+            if whole is not None:
+                return whole
+        return self._validate()
 
     # -- raw payloads ----------------------------------------------------
 
@@ -95,88 +155,273 @@ class JsonStreamDecoder:
         self._raw_left -= take
         return RawChunk(data, last=self._raw_left == 0)
 
-    # -- objects ---------------------------------------------------------
+    # -- between values --------------------------------------------------
 
-    def _skip_to_object(self):
-        """Drop whitespace between objects; True if an object or junk starts."""
-        start = 0
-        while start < len(self._buffer) and self._buffer[start] in _WHITESPACE:
-            if self._buffer[start] == 0x0A:
-                self.newline_terminated = True
-            start += 1
-        del self._buffer[:start]
-        if not self._buffer:
-            return False
-        if self._buffer[0] != 0x7B:  # "{"
-            self._junk = True
-        self._scan = 0
-        return True
-
-    def _skip_junk(self):
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            if len(self._buffer) > self.max_object:
-                self._buffer.clear()  # keep skipping; report once the line ends
-            return None
-        line = bytes(self._buffer[:end]).strip()
-        del self._buffer[: end + 1]
-        self._junk = False
-        self.newline_terminated = True
-        try:
-            json.loads(line)
-        except ValueError:
-            return Malformed("malformed JSON")
-        return Malformed("not a JSON object")
-
-    def _scan_object(self):
+    def _skip_blank(self):
+        """Drop white space and byte order marks; True if a value starts."""
         buffer = self._buffer
-        position = self._scan
         while True:
-            pattern = _INSIDE_STRING if self._in_string else _OUTSIDE_STRING
-            match = pattern.search(buffer, position)
-            if match is None:
-                return self._need_more(len(buffer))
-            position = match.end()
-            token = match.group()
+            blank = _WHITESPACE.match(buffer).end()
+            if buffer.find(b"\n", 0, blank) >= 0:
+                self.newline_terminated = True
+            del buffer[:blank]
+            if not buffer.startswith(BOM):
+                break
+            del buffer[: len(BOM)]
+        return bool(buffer) and not (len(buffer) < len(BOM) and BOM.startswith(buffer))
+
+    # -- validating a value ----------------------------------------------
+
+    def _whole_line(self):
+        """Fast path: a value that is one whole line and a plain object, as
+        most clients send, parsed at C speed; None sends it to ``_validate``."""
+        buffer = self._buffer
+        end = buffer.find(b"\n", 0, self.max_object)
+        if buffer[:1] != b"{" or end < 0:
+            return None
+        line = bytes(buffer[:end]).rstrip(b" \t\r")
+        if line.count(b"{") + line.count(b"[") > self.max_depth or _SURROGATE_ESCAPE.search(line):
+            return None
+        try:
+            value = _STRICT.decode(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one too
+            return None
+        if not isinstance(value, dict):
+            return None
+        del buffer[: len(line)]
+        return value
+
+    def _validate(self):
+        """Validate the pending value from where the last call stopped."""
+        buffer, position, end = self._buffer, self._scan, len(self._buffer)
+        while position < end:
             if self._in_string:
-                if token == b"\\":
-                    if position >= len(buffer):
-                        return self._need_more(position - 1)
-                    position += 1  # the escaped character
-                else:
+                position = _STRING_BODY.match(buffer, position).end()
+                if position == end:
+                    break
+                byte = buffer[position]
+                if byte == QUOTE:
                     self._in_string = False
-            elif token == b'"':
-                self._in_string = True
-            elif token == b"{":
-                self._depth += 1
+                    position += 1
+                    if self._key:
+                        self._expect = COLON
+                    elif self._value_done():
+                        return self._finish(position)
+                elif byte != BACKSLASH:
+                    return self._error(position)  # a control character
+                elif position + 1 == end:
+                    break
+                elif buffer[position + 1] == ord("u"):
+                    digits = _HEX.match(buffer, position + 2).end()
+                    if digits < position + 6:
+                        if digits == end:
+                            break
+                        return self._error(digits)
+                    position = digits
+                elif buffer[position + 1] in _ESCAPES:
+                    position += 2
+                else:
+                    return self._error(position + 1)
+                continue
+            blank = _WHITESPACE.match(buffer, position).end()
+            if buffer.find(b"\n", position, blank) >= 0:
+                self._line_start = True
+            position = blank
+            if position == end:
+                break
+            byte = buffer[position]
+            if byte == OPEN_OBJECT and self._line_start and not self._array_element():
+                return self._abandon(position)
+            self._line_start = False
+            expect = self._expect
+            if expect == COLON:
+                if byte != ord(":"):
+                    return self._error(position)
+                self._expect = VALUE
+                position += 1
+            elif expect == AFTER_VALUE:
+                top = self._stack[-1]
+                if byte == ord(","):
+                    self._expect = KEY if top == OPEN_OBJECT else VALUE
+                    position += 1
+                elif byte == CLOSER[top]:
+                    position += 1
+                    if self._close():
+                        return self._finish(position)
+                else:
+                    return self._error(position)
+            elif expect in (KEY, KEY_OR_CLOSE):
+                if byte == QUOTE:
+                    self._in_string, self._key = True, True
+                    position += 1
+                elif byte == CLOSE_OBJECT and expect == KEY_OR_CLOSE:
+                    position += 1
+                    if self._close():
+                        return self._finish(position)
+                else:
+                    return self._error(position)
+            elif byte == CLOSE_ARRAY and expect == VALUE_OR_CLOSE:
+                position += 1
+                if self._close():
+                    return self._finish(position)
+            elif byte in (OPEN_OBJECT, OPEN_ARRAY):
+                if len(self._stack) >= self.max_depth:
+                    return self._error(position, f"nesting too deep (limit {self.max_depth})")
+                self._stack.append(byte)
+                self._expect = KEY_OR_CLOSE if byte == OPEN_OBJECT else VALUE_OR_CLOSE
+                position += 1
+            elif byte == QUOTE:
+                self._in_string, self._key = True, False
+                position += 1
             else:
-                self._depth -= 1
-                if self._depth == 0:
-                    return self._finish_object(position)
+                scalar_end = self._scalar_end(position)
+                if scalar_end is None:
+                    break  # it may go on in the next bytes
+                if scalar_end < 0:
+                    return self._error(position)
+                position = scalar_end
+                if self._value_done():
+                    return self._finish(position)
+        self._scan = position
+        return self._need_more()
 
-    def _need_more(self, scanned):
-        self._scan = scanned
-        if len(self._buffer) > self.max_object:
-            # Too long: forget its bytes but keep matching braces to its end.
-            self._oversized = True
-            del self._buffer[:scanned]
-            self._scan = 0
-        return None
+    def _scalar_end(self, start):
+        """Where the number or literal at ``start`` ends; None if that is not
+        known yet, -1 if it is not one."""
+        buffer = self._buffer
+        if buffer[start] in b"-0123456789":
+            end = _NUMBER_RUN.match(buffer, start).end()
+            if end - start > MAX_NUMBER:
+                return -1
+            if end == len(buffer):
+                return None
+            return end if _NUMBER.fullmatch(buffer, start, end) else -1
+        end = _LETTERS.match(buffer, start).end()
+        word = bytes(buffer[start:end])
+        if end == len(buffer) and word and any(literal.startswith(word) for literal in _LITERALS):
+            return None
+        return end if word in _LITERALS else -1
 
-    def _finish_object(self, end):
+    def _array_element(self):
+        """A value is due inside an array inside an object."""
+        stack = self._stack
+        return stack[:1] == b"{" and stack[-1:] == b"[" and self._expect in (VALUE, VALUE_OR_CLOSE)
+
+    def _close(self):
+        self._stack.pop()
+        return self._value_done()
+
+    def _value_done(self):
+        """True when that completed the top-level value."""
+        if not self._stack:
+            return True
+        self._expect = AFTER_VALUE
+        return False
+
+    def _need_more(self):
+        if len(self._buffer) <= self.max_object:
+            return None
+        # Too long: say so now, and skip the rest of it.
+        return self._start_skipping(self._scan, f"message too long (limit {self.max_object} bytes)")
+
+    def _finish(self, end):
         text = bytes(self._buffer[:end])
         del self._buffer[:end]
-        self._scan = 0
-        if self._oversized:
-            self._oversized = False
+        self._reset()
+        if end > self.max_object:
             return Malformed(f"message too long (limit {self.max_object} bytes)")
-        if len(text) > self.max_object:
-            return Malformed(f"message too long (limit {self.max_object} bytes)")
+        if text[:1] != b"{":
+            return Malformed("not a JSON object: send each request as one {...} object")
         try:
-            value = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            return Malformed("malformed JSON")
+            value = json.loads(text.decode("utf-8"))
+        except UnicodeDecodeError:
+            named = json.loads(text.decode("utf-8", "replace")).get("message_type")
+            return _malformed("not UTF-8: send text as UTF-8", named)
+        if _SURROGATE_ESCAPE.search(text):
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                reason = "lone surrogate in a string: escape characters outside the BMP as a \\ud83d\\ude00 pair"
+                return _malformed(reason, value.get("message_type"))
         return value
+
+    # -- after an error --------------------------------------------------
+
+    def _error(self, position, reason=MALFORMED):
+        """The pending value cannot become valid: answer now, skip its rest
+        from the offending byte on."""
+        in_string = self._in_string and self._buffer[position] != NEWLINE
+        return self._start_skipping(position, reason, in_string)
+
+    def _start_skipping(self, position, reason, in_string=None):
+        self._skipping = True
+        self._skip_depth = len(self._stack)
+        self._skip_in_string = self._in_string if in_string is None else in_string
+        self._skip_line_start = False
+        del self._buffer[:position]
+        self._reset()
+        return Malformed(reason)
+
+    def _abandon(self, position):
+        """A line starting with ``{`` came while a value was pending: that
+        value was never finished, and the line is a new object."""
+        del self._buffer[:position]
+        self._reset()
+        return Malformed(MALFORMED)
+
+    def _skip(self):
+        """Drop the rest of a bad value; True once the next value may start."""
+        buffer, position, end = self._buffer, 0, len(self._buffer)
+        while position < end:
+            if self._skip_line_start:
+                position = _BLANK.match(buffer, position).end()
+                if position == end:
+                    break
+                if buffer[position] == OPEN_OBJECT:
+                    return self._stop_skipping(position)
+                self._skip_line_start = False
+            pattern = _SKIP_INSIDE if self._skip_in_string else _SKIP_OUTSIDE
+            match = pattern.search(buffer, position)
+            if match is None:
+                position = end
+                break
+            position = match.start()
+            byte = buffer[position]
+            if byte == NEWLINE:
+                self._skip_in_string = False
+                position += 1
+                if self._skip_depth == 0:
+                    return self._stop_skipping(position)
+                self._skip_line_start = True
+            elif byte == QUOTE:
+                self._skip_in_string = not self._skip_in_string
+                position += 1
+            elif byte == BACKSLASH:
+                if position + 1 == end:
+                    break
+                position += 1 if buffer[position + 1] == NEWLINE else 2
+            elif byte in (OPEN_OBJECT, OPEN_ARRAY):
+                if self._skip_depth == 0 and byte == OPEN_OBJECT:
+                    return self._stop_skipping(position)
+                self._skip_depth += 1
+                position += 1
+            else:
+                position += 1
+                if self._skip_depth:
+                    self._skip_depth -= 1
+                    if self._skip_depth == 0:
+                        return self._stop_skipping(position)
+        del buffer[:position]
+        return False
+
+    def _stop_skipping(self, position):
+        del self._buffer[:position]
+        self._skipping = False
+        return True
+
+
+def _malformed(reason, message_type):
+    return Malformed(reason, message_type if isinstance(message_type, str) else None)
 
 
 def encode(obj, default=None):
