@@ -2,9 +2,9 @@
 
 Clients may end each object with a newline or send objects back to back
 (a bare ``json.dumps`` per ``send``); TCP may split or merge either.  The
-decoder validates each value incrementally as its bytes arrive (an O(n)
-tokenizer that keeps a stack of open containers), so it knows where an
-object ends, exactly where raw file bytes that follow it begin (see
+decoder validates each value incrementally as its bytes arrive
+(``json_prefix.py``: one pass, a stack of open containers), so it knows where
+an object ends, exactly where raw file bytes that follow it begin (see
 ``expect_raw``), and the moment a value can no longer become valid JSON.
 
 Resynchronising after bad input (docs/protocol.md, "JSON dialect: framing"):
@@ -29,22 +29,18 @@ import json
 import re
 from dataclasses import dataclass
 
+from neochat.wire.json_prefix import (
+    BACKSLASH, NEWLINE, OPEN_ARRAY, OPEN_OBJECT, QUOTE, Abandoned, Complete, JsonPrefix,
+)
+
 MAX_OBJECT = 64 * 1024  # bytes of one JSON object
 MAX_DEPTH = 64  # objects and arrays nested in one another
-MAX_NUMBER = 100  # characters of one number
 
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark is skipped between objects
 MALFORMED = "malformed JSON"
 
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _BLANK = re.compile(rb"[ \t\r]*")
-_STRING_BODY = re.compile(rb'[^"\\\x00-\x1f]*')
-_HEX = re.compile(rb"[0-9a-fA-F]{0,4}")
-_NUMBER_RUN = re.compile(rb"[-+.eE0-9]*")
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_LETTERS = re.compile(rb"[a-zA-Z]*")
-_LITERALS = (b"true", b"false", b"null")
-_ESCAPES = frozenset(b'"\\/bfnrt')
 _SKIP_OUTSIDE = re.compile(rb'[{}\[\]"\n]')
 _SKIP_INSIDE = re.compile(rb'["\\\n]')
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -55,13 +51,6 @@ def _no_constant(name):
 
 
 _STRICT = json.JSONDecoder(parse_constant=_no_constant)  # refuses NaN and Infinity
-
-OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = b"{}[]"
-QUOTE, BACKSLASH, NEWLINE = ord('"'), ord("\\"), ord("\n")
-CLOSER = {OPEN_OBJECT: CLOSE_OBJECT, OPEN_ARRAY: CLOSE_ARRAY}
-
-# What the validator expects next in the pending value.
-VALUE, VALUE_OR_CLOSE, KEY, KEY_OR_CLOSE, COLON, AFTER_VALUE = range(6)
 
 
 @dataclass(frozen=True)
@@ -86,22 +75,15 @@ class JsonStreamDecoder:
         self.max_object = max_object
         self.max_depth = max_depth
         self._buffer = bytearray()  # the pending value starts at 0
-        self._reset()
+        self._prefix = JsonPrefix(max_depth)
         self._skipping = False
         self._skip_depth = 0
         self._skip_in_string = False
         self._skip_line_start = False
         self._raw_left = 0
         self._raw_skip_newline = False
+        self._line_begins = True  # the next value starts a line: try ``_whole_line``
         self.newline_terminated = False  # learned from the first objects
-
-    def _reset(self):
-        self._scan = 0  # how far the pending value has been validated
-        self._stack = bytearray()  # its open objects and arrays
-        self._expect = VALUE
-        self._in_string = False
-        self._key = False  # the open string is an object key
-        self._line_start = False  # a newline came after its last token
 
     def feed(self, data):
         self._buffer += data
@@ -125,12 +107,14 @@ class JsonStreamDecoder:
             return self._next_raw()
         if self._skipping and not self._skip():
             return None
-        if self._scan == 0:
+        if self._prefix.scan == 0:
             if not self._skip_blank():
                 return None
-            whole = self._whole_line()
-            if whole is not None:
-                return whole
+            if self._line_begins:
+                self._line_begins = False
+                whole = self._whole_line()
+                if whole is not None:
+                    return whole
         return self._validate()
 
     # -- raw payloads ----------------------------------------------------
@@ -163,7 +147,7 @@ class JsonStreamDecoder:
         while True:
             blank = _WHITESPACE.match(buffer).end()
             if buffer.find(b"\n", 0, blank) >= 0:
-                self.newline_terminated = True
+                self.newline_terminated = self._line_begins = True
             del buffer[:blank]
             if not buffer.startswith(BOM):
                 break
@@ -174,7 +158,8 @@ class JsonStreamDecoder:
 
     def _whole_line(self):
         """Fast path: a value that is one whole line and a plain object, as
-        most clients send, parsed at C speed; None sends it to ``_validate``."""
+        most clients send, parsed at C speed; None sends it to ``_validate``.
+        Tried once per line, so that no byte is searched twice."""
         buffer = self._buffer
         end = buffer.find(b"\n", 0, self.max_object)
         if buffer[:1] != b"{" or end < 0:
@@ -192,144 +177,33 @@ class JsonStreamDecoder:
         return value
 
     def _validate(self):
-        """Validate the pending value from where the last call stopped."""
-        buffer, position, end = self._buffer, self._scan, len(self._buffer)
-        while position < end:
-            if self._in_string:
-                position = _STRING_BODY.match(buffer, position).end()
-                if position == end:
-                    break
-                byte = buffer[position]
-                if byte == QUOTE:
-                    self._in_string = False
-                    position += 1
-                    if self._key:
-                        self._expect = COLON
-                    elif self._value_done():
-                        return self._finish(position)
-                elif byte != BACKSLASH:
-                    return self._error(position)  # a control character
-                elif position + 1 == end:
-                    break
-                elif buffer[position + 1] == ord("u"):
-                    digits = _HEX.match(buffer, position + 2).end()
-                    if digits < position + 6:
-                        if digits == end:
-                            break
-                        return self._error(digits)
-                    position = digits
-                elif buffer[position + 1] in _ESCAPES:
-                    position += 2
-                else:
-                    return self._error(position + 1)
-                continue
-            blank = _WHITESPACE.match(buffer, position).end()
-            if buffer.find(b"\n", position, blank) >= 0:
-                self._line_start = True
-            position = blank
-            if position == end:
-                break
-            byte = buffer[position]
-            if byte == OPEN_OBJECT and self._line_start and not self._array_element():
-                return self._abandon(position)
-            self._line_start = False
-            expect = self._expect
-            if expect == COLON:
-                if byte != ord(":"):
-                    return self._error(position)
-                self._expect = VALUE
-                position += 1
-            elif expect == AFTER_VALUE:
-                top = self._stack[-1]
-                if byte == ord(","):
-                    self._expect = KEY if top == OPEN_OBJECT else VALUE
-                    position += 1
-                elif byte == CLOSER[top]:
-                    position += 1
-                    if self._close():
-                        return self._finish(position)
-                else:
-                    return self._error(position)
-            elif expect in (KEY, KEY_OR_CLOSE):
-                if byte == QUOTE:
-                    self._in_string, self._key = True, True
-                    position += 1
-                elif byte == CLOSE_OBJECT and expect == KEY_OR_CLOSE:
-                    position += 1
-                    if self._close():
-                        return self._finish(position)
-                else:
-                    return self._error(position)
-            elif byte == CLOSE_ARRAY and expect == VALUE_OR_CLOSE:
-                position += 1
-                if self._close():
-                    return self._finish(position)
-            elif byte in (OPEN_OBJECT, OPEN_ARRAY):
-                if len(self._stack) >= self.max_depth:
-                    return self._error(position, f"nesting too deep (limit {self.max_depth})")
-                self._stack.append(byte)
-                self._expect = KEY_OR_CLOSE if byte == OPEN_OBJECT else VALUE_OR_CLOSE
-                position += 1
-            elif byte == QUOTE:
-                self._in_string, self._key = True, False
-                position += 1
-            else:
-                scalar_end = self._scalar_end(position)
-                if scalar_end is None:
-                    break  # it may go on in the next bytes
-                if scalar_end < 0:
-                    return self._error(position)
-                position = scalar_end
-                if self._value_done():
-                    return self._finish(position)
-        self._scan = position
-        return self._need_more()
-
-    def _scalar_end(self, start):
-        """Where the number or literal at ``start`` ends; None if that is not
-        known yet, -1 if it is not one."""
-        buffer = self._buffer
-        if buffer[start] in b"-0123456789":
-            end = _NUMBER_RUN.match(buffer, start).end()
-            if end - start > MAX_NUMBER:
-                return -1
-            if end == len(buffer):
-                return None
-            return end if _NUMBER.fullmatch(buffer, start, end) else -1
-        end = _LETTERS.match(buffer, start).end()
-        word = bytes(buffer[start:end])
-        if end == len(buffer) and word and any(literal.startswith(word) for literal in _LITERALS):
-            return None
-        return end if word in _LITERALS else -1
-
-    def _array_element(self):
-        """A value is due inside an array inside an object."""
-        stack = self._stack
-        return stack[:1] == b"{" and stack[-1:] == b"[" and self._expect in (VALUE, VALUE_OR_CLOSE)
-
-    def _close(self):
-        self._stack.pop()
-        return self._value_done()
-
-    def _value_done(self):
-        """True when that completed the top-level value."""
-        if not self._stack:
-            return True
-        self._expect = AFTER_VALUE
-        return False
+        result = self._prefix.advance(self._buffer)
+        if result is None:
+            return self._need_more()
+        if isinstance(result, Complete):
+            return self._finish(result.end)
+        if isinstance(result, Abandoned):
+            del self._buffer[: result.position]
+            self._prefix.reset()
+            return Malformed(MALFORMED)
+        return self._start_skipping(result.position, result.reason, result.depth, result.in_string)
 
     def _need_more(self):
         if len(self._buffer) <= self.max_object:
             return None
         # Too long: say so now, and skip the rest of it.
-        return self._start_skipping(self._scan, f"message too long (limit {self.max_object} bytes)")
+        prefix = self._prefix
+        return self._start_skipping(prefix.scan, self._too_long(), prefix.depth, prefix.in_string)
+
+    def _too_long(self):
+        return f"message too long (limit {self.max_object} bytes)"
 
     def _finish(self, end):
         text = bytes(self._buffer[:end])
         del self._buffer[:end]
-        self._reset()
+        self._prefix.reset()
         if end > self.max_object:
-            return Malformed(f"message too long (limit {self.max_object} bytes)")
+            return Malformed(self._too_long())
         if text[:1] != b"{":
             return Malformed("not a JSON object: send each request as one {...} object")
         try:
@@ -347,27 +221,15 @@ class JsonStreamDecoder:
 
     # -- after an error --------------------------------------------------
 
-    def _error(self, position, reason=MALFORMED):
-        """The pending value cannot become valid: answer now, skip its rest
-        from the offending byte on."""
-        in_string = self._in_string and self._buffer[position] != NEWLINE
-        return self._start_skipping(position, reason, in_string)
-
-    def _start_skipping(self, position, reason, in_string=None):
+    def _start_skipping(self, position, reason, depth, in_string):
+        """Answer now; skip the rest of the value from ``position`` on."""
         self._skipping = True
-        self._skip_depth = len(self._stack)
-        self._skip_in_string = self._in_string if in_string is None else in_string
+        self._skip_depth = depth
+        self._skip_in_string = in_string
         self._skip_line_start = False
         del self._buffer[:position]
-        self._reset()
+        self._prefix.reset()
         return Malformed(reason)
-
-    def _abandon(self, position):
-        """A line starting with ``{`` came while a value was pending: that
-        value was never finished, and the line is a new object."""
-        del self._buffer[:position]
-        self._reset()
-        return Malformed(MALFORMED)
 
     def _skip(self):
         """Drop the rest of a bad value; True once the next value may start."""
