@@ -229,6 +229,14 @@ def test_word_without_chat_type_is_private_to_an_account_or_to_the_lobby(server,
 
 
 @pytest_twisted.inlineCallbacks
+def test_word_without_chat_type_to_no_account_or_group_is_an_unknown_recipient(server):
+    alice, = yield server.logged_in("alice")
+    alice.send_raw(word_bytes(send_user="alice", rece_user="nobody", content="x"))
+    reply = yield alice.next("word")
+    assert reply == {"message_type": "word", "content": "fail", "reason": "unknown recipient"}
+
+
+@pytest_twisted.inlineCallbacks
 def test_unknown_chat_type_names_the_ones_to_send(server):
     alice, bob = yield server.logged_in("alice", "bob")
     alice.send_raw(word_bytes(chat_type="whisper", send_user="alice", rece_user="bob", content="x"))

@@ -23,7 +23,7 @@ from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, enc
 JSON_KINDS = {INT: int, IDS: list}
 NAME_FIELDS = ("username", "password", "send_user", "rece_user")  # a number here is read as its digits
 LOBBY_NAMES = ("", "all")
-NORMAL_TYPES = ("normal", "group", "public", "lobby", "all")  # chat_type words for a room
+NORMAL_TYPES = (NORMAL, "group", "public", "lobby", "all")  # chat_type words for a room
 OFFER_WORDS = ("", "offer", "request", "send")  # a file's content that makes it an offer
 REJECT_WORDS = ("reject", "refuse", "cancel")
 
@@ -153,8 +153,11 @@ class JsonDialect(Dialect):
         else:
             try:
                 message = yield self.chat.send_private(self.session, rece_user, content, client_id)
-            except NotFound:  # no such account: perhaps a group
-                message = yield self.chat.send_room(self.session, rece_user, content, client_id)
+            except NotFound as no_account:  # perhaps a group
+                try:
+                    message = yield self.chat.send_room(self.session, rece_user, content, client_id)
+                except NotFound:
+                    raise no_account
         if self.session.acknowledges:
             return {
                 "message_type": request["message_type"],
