@@ -97,8 +97,9 @@ def test_raw_bytes_start_after_the_line_end_on_a_newline_connection(terminator):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(VALID_REQUESTS), mutations, st.integers(1, 7))
-def test_after_any_mutation_a_newline_and_a_request_are_decoded(request, steps, chunk):
-    data = mutate(request, steps) + b"\n" + json.dumps(REGISTER).encode() + b"\n"
+@given(st.sampled_from(VALID_REQUESTS), mutations, st.integers(1, 7), st.sampled_from([b"", b"\n"]))
+def test_after_any_mutation_a_newline_and_a_request_are_decoded_however_split(request, steps, chunk, end):
+    data = mutate(request, steps) + b"\n" + json.dumps(REGISTER).encode() + end
     items = decode(*(data[i:i + chunk] for i in range(0, len(data), chunk)))
     assert items[-1] == REGISTER
+    assert decode(data) == items  # the fast path decides as the validator does
