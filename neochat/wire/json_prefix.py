@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 MAX_NUMBER = 100  # characters of one number
 
-_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _STRING_BODY = re.compile(rb'[^"\\\x00-\x1f]*')
 _HEX = re.compile(rb"[0-9a-fA-F]{0,4}")
 _NUMBER_RUN = re.compile(rb"[-+.eE0-9]*")
@@ -103,7 +103,7 @@ class JsonPrefix:
                 else:
                     return self._broken(buffer, position + 1)
                 continue
-            blank = _WHITESPACE.match(buffer, position).end()
+            blank = WHITESPACE.match(buffer, position).end()
             if buffer.find(b"\n", position, blank) >= 0:
                 self._line_start = True
             position = blank

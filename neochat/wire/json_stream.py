@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 
 from neochat.wire.json_prefix import (
-    BACKSLASH, NEWLINE, OPEN_ARRAY, OPEN_OBJECT, QUOTE, Abandoned, Complete, JsonPrefix,
+    BACKSLASH, NEWLINE, OPEN_ARRAY, OPEN_OBJECT, QUOTE, WHITESPACE, Abandoned, Complete, JsonPrefix,
 )
 
 MAX_OBJECT = 64 * 1024  # bytes of one JSON object
@@ -39,13 +39,16 @@ MAX_DEPTH = 64  # objects and arrays nested in one another
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark is skipped between objects
 MALFORMED = "malformed JSON"
 
-_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+# The fast path: where a plain object may end, and what it leaves to the validator.
+_OBJECT_END = re.compile(rb"\}(?=[{\s]|\Z)")
+_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{")  # surrogates; a line starting with {
+
+# Skipping the rest of a bad value: what matters outside and inside strings.
 _BLANK = re.compile(rb"[ \t\r]*")
 _SKIP_OUTSIDE = re.compile(rb'[{}\[\]"\n]')
 _SKIP_INSIDE = re.compile(rb'["\\\n]')
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_OBJECT_END = re.compile(rb"\}(?=[{\s]|\Z)")
-_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{")  # surrogates; a line starting with {
 
 
 def _no_constant(name):
@@ -144,7 +147,7 @@ class JsonStreamDecoder:
         """Drop white space and byte order marks; True if a value starts."""
         buffer = self._buffer
         while True:
-            blank = _WHITESPACE.match(buffer).end()
+            blank = WHITESPACE.match(buffer).end()
             if buffer.find(b"\n", 0, blank) >= 0:
                 self.newline_terminated = True
             del buffer[:blank]
