@@ -161,6 +161,15 @@ async def test_callee_closing_before_answering_reaches_the_caller_as_close(serve
     await assert_no_calls_left(server, ports)
 
 
+@pytest.mark.parametrize("content", ["reject", "CLOSE"])
+@pytest_twisted.ensureDeferred
+async def test_caller_cancelling_with_reject_or_close_in_any_case_reaches_the_callee_as_close(server, content):
+    alice, bob, request = await ringing_voice_call(server)
+    alice.send(voice(content, send_user="alice", rece_user="bob"))
+    assert await bob.next("voice") == voice("close")
+    await assert_no_calls_left(server)
+
+
 @pytest.mark.parametrize("leave, reason", [("logout", "logout"), ("drop", "disconnected")])
 @pytest_twisted.ensureDeferred
 async def test_callee_going_offline_ends_the_call_for_the_caller(server, leave, reason):

@@ -249,8 +249,9 @@ def accept_exchange(port, answer):
     a.login("alice")
     b.login("bob")
     a.sock.sendall(offer() + b"hello")
-    assert b.receive("file")["file_length"] == 5
-    b.sock.sendall(answer)
+    offered = b.receive("file")
+    assert offered["file_length"] == 5
+    b.sock.sendall(answer.replace(b"%s", offered["file_id"].encode()))
     got = b.read_raw(b.receive("file-data")["file_length"])
     b.sock.sendall(REGISTER + b"\n")
     in_step = b.receive("register")["content"] == "success"
@@ -264,7 +265,8 @@ def accept_exchange(port, answer):
     b'{"message_type":"file","content":"accept","file_name":"notes.txt","file_length":5,"send_user":"bob"}\n',
     b'{"message_type":"file","content":"accept","file_name":"notes.txt","send_user":"bob","rece_user":"alice"}\n',
     b'{"message_type":"file","content":"Accept","file_name":"notes.txt","file_length":"5"}\n',
-], ids=["seed", "send_user-is-receiver", "swapped", "no-names"])
+    b'{"message_type":"file","content":"accept","file_id":"%s"}\n',
+], ids=["seed", "send_user-is-receiver", "swapped", "no-names", "file_id-only"])
 @pytest_twisted.inlineCallbacks
 def test_accept_works_naming_either_party_or_none(server, answer):
     got, in_step = yield threads.deferToThread(accept_exchange, server.port, answer)

@@ -51,11 +51,14 @@ class Calls:
         """The callee accepts (the caller gets its four fields) or rejects the
         newest voice call to it that has every ``named`` account in it (in
         either role: the seed's accept names both parties, clients differ on
-        which is which, and a call is found without names too)."""
+        which is which, and a call is found without names too).  A caller's
+        reject cancels its call, as ``close`` does."""
         callee = _account(session)
         calls = self._matching(callee, keyed=False, named=named)
         incoming = [call for call in calls if call.callee == callee]
         if not incoming:
+            if calls and not accept:
+                return self._hang_up(_newest(calls), callee)
             raise CallError("not_party" if calls else "no_such_call")
         call = _newest(incoming)
         if accept:

@@ -187,7 +187,7 @@ class JsonDialect(Dialect):
         or ``reject``, and ``close`` from either.  The answers and ``close`` may
         name the two parties in either order, or not at all: the call is the
         sender's newest one with the named accounts.  Success has no reply."""
-        content = field(request, "content")
+        content = field(request, "content").lower()
         calls = self.chat.calls
         named = [field(request, name, required=False) for name in ("send_user", "rece_user")]
         named = [name for name in named if name is not None]
@@ -279,12 +279,7 @@ class JsonDialect(Dialect):
     def _send_file(self, request):
         """``file-data`` and then the bytes; nothing else is written to the
         connection in between."""
-        offer = yield self.chat.transfers.find_offer(
-            self.session,
-            file_name=field(request, "file_name"),
-            file_id=field(request, "file_id", required=False),
-            send_user=self._file_sender(request),
-        )
+        offer = yield self.chat.transfers.find_offer(self.session, **self._named_offer(request))
         details = offer_details(offer)
         source = self.chat.transfers.open(offer)
         self.session.hold()
@@ -302,23 +297,24 @@ class JsonDialect(Dialect):
     def cmd_reject(self, request):
         """The receiver turns an offer down: the file is deleted and (an
         extension) its sender told."""
-        return self.chat.transfers.reject(
-            self.session,
-            file_name=field(request, "file_name"),
-            file_id=field(request, "file_id", required=False),
-            send_user=self._file_sender(request),
-        ).addCallback(lambda _: None)
+        offer = self._named_offer(request)
+        return self.chat.transfers.reject(self.session, **offer).addCallback(lambda _: None)
 
-    def _file_sender(self, request):
-        """The offer's sender as an accept or reject names it: ``send_user``
-        (the seed) or ``rece_user``, whichever is not the receiver itself."""
+    def _named_offer(self, request):
+        """How an accept or reject names the offer: ``file_name`` (or the
+        extension ``file_id``), and its sender in ``send_user`` (the seed) or
+        ``rece_user``, whichever is not the receiver itself."""
         if not self.session.logged_in:
             raise NotLoggedIn()
         named = {field(request, name, required=False) for name in ("send_user", "rece_user")}
         others = named - {None, self.session.account}
         if len(others) > 1:
             raise BadRequest("send_user and rece_user name two other accounts: name the file's sender")
-        return others.pop() if others else None
+        return {
+            "file_name": field(request, "file_name", required="file_id" not in request),
+            "file_id": field(request, "file_id", required=False),
+            "send_user": others.pop() if others else None,
+        }
 
     def _check_own_name(self, request, name, required=True):
         """The seed repeats the sender's name in requests: it must be ours."""
