@@ -7,9 +7,9 @@ from twisted.internet.protocol import Factory, Protocol
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
-BOM = b"\xef\xbb\xbf"
 
 
 class ChatProtocol(Protocol):
