@@ -66,6 +66,7 @@ class IncomingBody:
         self.upload = None
         self.refusal = None  # (code, reason) once refused
         self._early = []
+        self._cut = False
         self.ready = library.begin_upload(account, original_name)
         self.ready.addCallbacks(self._started, self._not_started)
         if self.upload is None and self.refusal is None:
@@ -73,6 +74,9 @@ class IncomingBody:
 
     def _started(self, upload):
         self.upload = upload
+        if self._cut:  # the client went away while the upload was set up
+            upload.abort()
+            return
         early, self._early = self._early, None
         for chunk in early:
             self.write(chunk)
@@ -97,6 +101,7 @@ class IncomingBody:
                 self.refusal = (413, str(refused))
 
     def abort(self):
+        self._cut = True
         if self.upload is not None:
             self.upload.abort()
 
