@@ -64,6 +64,10 @@ def two_people_chat(browser, base_url, upload_path):
     bob.wait_for_selector("#contacts li[data-key='u:alice'] .badge:empty", state="attached")  # read
     say(bob, "hi alice, 收到")
     sees(alice, "hi alice, 收到")
+    # A friend request, accepted.
+    open_chat(alice, "friend", "bob")
+    bob.click("#requests li:has-text('alice') button:text('Accept')")
+    alice.wait_for_selector("#contacts li[data-key='u:bob'] .name.friend")
     # A group: alice creates it, bob joins, both post.
     open_chat(alice, "create", "dev")
     open_chat(bob, "join", "dev")
@@ -72,7 +76,8 @@ def two_people_chat(browser, base_url, upload_path):
     say(alice, "welcome to dev 🎉")
     sees(bob, "welcome to dev 🎉")
     alice.click("#members-btn")
-    alice.wait_for_selector("#members li:has-text('bob (member)') button:text('Promote')")
+    alice.click("#members li:has-text('bob (member)') button:text('Promote')")
+    alice.wait_for_selector("#members li:has-text('bob (admin)') button:text('Demote')")
     # A file to the group, with the progress bar, downloaded by bob.
     alice.set_input_files("#file-input", upload_path)
     link = bob.wait_for_selector("#message-list a.file:has-text('notes 笔记.bin')")
@@ -81,6 +86,14 @@ def two_people_chat(browser, base_url, upload_path):
     saved = download.value.path()
     screenshot(alice, "alice-group")
     screenshot(bob, "bob-group")
+    # Logged in afresh, bob scrolls back through the private chat's history.
+    bob.reload()
+    bob.fill("#login-user", "bob")
+    bob.fill("#login-pass", "secret pw")
+    bob.click("#login-btn")
+    bob.click("#contacts li[data-key='u:alice']")
+    sees(bob, "你好 bob 👋")
+    sees(bob, "hi alice, 收到")
     with open(saved, "rb") as file:
         return download.value.suggested_filename, hashlib.sha256(file.read()).hexdigest()
 
