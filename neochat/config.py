@@ -42,12 +42,14 @@ class Settings:
 
     @classmethod
     def from_environment(cls):
-        """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
+        """For .tac files: $NEOCHAT_LISTEN and $NEOCHAT_HTTP (space separated endpoints),
         $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_FTP (FTP port),
         $NEOCHAT_DATA and $NEOCHAT_DB."""
         settings = cls()
         if os.environ.get("NEOCHAT_LISTEN"):
             settings.listen = os.environ["NEOCHAT_LISTEN"].split()
+        if os.environ.get("NEOCHAT_HTTP"):
+            settings.http = os.environ["NEOCHAT_HTTP"].split()
         if os.environ.get("NEOCHAT_CELL"):
             settings.cell_port = int(os.environ["NEOCHAT_CELL"])
         if os.environ.get("NEOCHAT_FTP"):

@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from neochat.tap import Options
 from tests.web_clients import WsClient, download, http, upload
 
 MAX_FILE = 512 * 1024
@@ -198,3 +199,15 @@ def test_an_upload_cut_off_leaves_nothing(server):
         yield task.deferLater(reactor, 0.05, lambda: None)
     assert list(files.partial_directory.iterdir()) == []
     assert [row["name"] for row in (yield files.readable_files("alice"))] == [json.loads(body)["name"]]
+
+
+def test_http_is_off_unless_asked_for():
+    options = Options()
+    options.parseOptions([])
+    assert options.settings().http == []
+    options = Options()
+    options.parseOptions(["--http", "tcp:8080:interface=127.0.0.1", "--http", "tcp:8081",
+                          "--http-origin", "https://chat.example.org/"])
+    settings = options.settings()
+    assert settings.http == ["tcp:8080:interface=127.0.0.1", "tcp:8081"]
+    assert settings.http_origins == ["https://chat.example.org"]

@@ -7,10 +7,10 @@ import socket
 import ssl
 import struct
 
+import pytest
 import pytest_twisted
-from twisted.internet import reactor, threads
+from twisted.internet import threads
 
-from neochat.services.root import build_service
 from tests.test_tls import self_signed
 
 
@@ -39,18 +39,16 @@ def over_tls(port):
     return page, head.split(b"\r\n")[0], reply[2:2 + reply[1]]
 
 
-@pytest_twisted.inlineCallbacks
-def test_page_and_websocket_over_an_ssl_endpoint(settings, tmp_path):
+@pytest.fixture
+def settings(settings, tmp_path):
     key, cert = self_signed(tmp_path)
     settings.http = [f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"]
-    root = build_service(settings, reactor)
-    root.startService()
-    try:
-        yield root.ready
-        port = root.web_service.ports[0].getHost().port
-        page, status, reply = yield threads.deferToThread(over_tls, port)
-        assert page.startswith(b"HTTP/1.1 200 OK")
-        assert status == b"HTTP/1.1 101 Switching Protocols"
-        assert json.loads(reply) == {"message_type": "register", "content": "success"}
-    finally:
-        yield root.stopService()
+    return settings
+
+
+@pytest_twisted.inlineCallbacks
+def test_page_and_websocket_over_an_ssl_endpoint(server):
+    page, status, reply = yield threads.deferToThread(over_tls, server.http_port)
+    assert page.startswith(b"HTTP/1.1 200 OK")
+    assert status == b"HTTP/1.1 101 Switching Protocols"
+    assert json.loads(reply) == {"message_type": "register", "content": "success"}

@@ -1,12 +1,11 @@
 """The message server: one TCP port, both dialects."""
 
-from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.services.listening import Connections, ListeningService
 from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
@@ -38,35 +37,22 @@ class ChatProtocol(Protocol):
         self.dialect.data_received(data)
 
     def connectionLost(self, reason):
-        self.factory.connections.discard(self)
         if self.dialect is not None:
             self.dialect.connection_lost()
-        if not self.factory.connections and self.factory.all_gone is not None:
-            self.factory.all_gone.callback(None)
-            self.factory.all_gone = None
+        self.factory.connections.remove(self)
 
 
 class ChatFactory(Factory):
     def __init__(self, chat, dialects):
         self.chat = chat
         self.dialects = dialects  # first byte -> Dialect class; None: default
-        self.connections = set()
-        self.all_gone = None
+        self.connections = Connections()
 
     def buildProtocol(self, addr):
         return ChatProtocol(self)
 
     def dialect_for(self, first_byte):
         return self.dialects.get(first_byte, self.dialects[None])
-
-    def disconnect_all(self):
-        """Drop every connection; the Deferred fires when all are gone."""
-        if not self.connections:
-            return defer.succeed(None)
-        self.all_gone = defer.Deferred()
-        for connection in list(self.connections):
-            connection.transport.loseConnection()
-        return self.all_gone
 
 
 def default_dialects():
@@ -75,32 +61,17 @@ def default_dialects():
     return {b"{": JsonDialect, b"[": JsonDialect, None: HeaderDialect}
 
 
-class ChatService(service.Service):
+class ChatService(ListeningService):
     """Listens on each endpoint description; on stop, closes the listeners,
     drops the connections and finishes every accepted write."""
 
     def __init__(self, chat, listen, reactor):
+        super().__init__(ChatFactory(chat, default_dialects()), listen, reactor)
         self.chat = chat
-        self.factory = ChatFactory(chat, default_dialects())
-        self.endpoints = [serverFromString(reactor, description) for description in listen]
-        self.ports = []
-
-    def startService(self):
-        """Returns a Deferred that fires with the listening ports."""
-        super().startService()
-        listening = defer.gatherResults(
-            [endpoint.listen(self.factory) for endpoint in self.endpoints], consumeErrors=True
-        )
-        return listening.addCallback(self._listening)
-
-    def _listening(self, ports):
-        self.ports = ports
-        return ports
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        yield defer.gatherResults([port.stopListening() for port in self.ports])
-        self.ports = []
-        yield self.factory.disconnect_all()
+        yield self.stop_listening()
+        yield self.factory.connections.disconnect_all()
         yield self.chat.drain()

@@ -17,11 +17,12 @@ import secrets
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer
 
 from neochat.chat.errors import NotLoggedIn
 from neochat.services.json_dialect import JsonDialect
+from neochat.services.listening import Connections
 from neochat.wire.json_stream import MAX_OBJECT
 
 # Stand-ins fed to the decoder for a text message that is not a JSON object:
@@ -41,6 +42,8 @@ class MessageTransport:
         self._file_producer = None
 
     def write(self, data):
+        if self.protocol.state != WebSocketProtocol.STATE_OPEN:
+            return  # gone or closing: like TCP, late writes go nowhere
         if self._file_producer is not None:
             self.protocol.sendMessage(bytes(data), isBinary=True)
             return
@@ -154,13 +157,12 @@ class GatewayProtocol(WebSocketServerProtocol):
         self.dialect.data_received(payload)
 
     def onClose(self, wasClean, code, reason):
-        self.factory.connections.discard(self)
-        if self.dialect is not None:
-            self.dialect.connection_lost()
-            self.dialect = None
-        if not self.factory.connections and self.factory.all_gone is not None:
-            self.factory.all_gone.callback(None)
-            self.factory.all_gone = None
+        dialect, self.dialect = self.dialect, None
+        try:
+            if dialect is not None:
+                dialect.connection_lost()
+        finally:
+            self.factory.connections.remove(self)
 
 
 def _checked(payload):
@@ -182,15 +184,5 @@ class GatewayFactory(WebSocketServerFactory):
         self.chat = chat
         self.tokens = tokens
         self.allowed_origins = set(allowed_origins)
-        self.connections = set()
-        self.all_gone = None
+        self.connections = Connections()
         self.setProtocolOptions(maxMessagePayloadSize=MAX_MESSAGE, maxFramePayloadSize=MAX_MESSAGE)
-
-    def disconnect_all(self):
-        """Close every WebSocket; the Deferred fires when all are gone."""
-        if not self.connections:
-            return defer.succeed(None)
-        self.all_gone = defer.Deferred()
-        for connection in list(self.connections):
-            connection.transport.loseConnection()
-        return self.all_gone

@@ -4,11 +4,10 @@ chat page at ``/``, the WebSocket gateway at ``/ws`` and files at ``/files``."""
 from pathlib import Path
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.web import server, static
 
+from neochat.services.listening import ListeningService
 from neochat.web.files import FilesResource, StreamingRequest
 from neochat.web.gateway import GatewayFactory, Tokens
 
@@ -40,29 +39,19 @@ class WebSite(server.Site):
         self.displayTracebacks = False
 
 
-class WebService(service.Service):
+class WebService(ListeningService):
     """Listens on each endpoint; on stop closes the listeners and every
     WebSocket (their sessions log out like dropped TCP connections)."""
 
     def __init__(self, chat, library, listen, reactor, allowed_origins=()):
-        self.site = WebSite(chat, library, allowed_origins)
-        self.endpoints = [serverFromString(reactor, description) for description in listen]
-        self.ports = []
+        super().__init__(WebSite(chat, library, allowed_origins), listen, reactor)
 
-    def startService(self):
-        super().startService()
-        listening = defer.gatherResults(
-            [endpoint.listen(self.site) for endpoint in self.endpoints], consumeErrors=True
-        )
-        return listening.addCallback(self._listening)
-
-    def _listening(self, ports):
-        self.ports = ports
-        return ports
+    @property
+    def site(self):
+        return self.factory
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        yield defer.gatherResults([defer.maybeDeferred(port.stopListening) for port in self.ports])
-        self.ports = []
-        yield self.site.gateway.disconnect_all()
+        yield self.stop_listening()
+        yield self.site.gateway.connections.disconnect_all()
