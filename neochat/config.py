@@ -37,11 +37,11 @@ class Settings:
     ftp: FtpSettings = field(default_factory=FtpSettings)
 
     @classmethod
-    def from_environment(cls):
-        """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
-        $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_FTP (FTP port),
-        $NEOCHAT_DATA and $NEOCHAT_DB."""
-        settings = cls()
+    def from_environment(cls, settings=None):
+        """For .tac files: ``settings`` (default: the defaults) changed by
+        $NEOCHAT_LISTEN (space separated endpoints), $NEOCHAT_CELL (cell
+        server UDP port), $NEOCHAT_FTP (FTP port), $NEOCHAT_DATA and $NEOCHAT_DB."""
+        settings = settings or cls()
         if os.environ.get("NEOCHAT_LISTEN"):
             settings.listen = os.environ["NEOCHAT_LISTEN"].split()
         if os.environ.get("NEOCHAT_CELL"):

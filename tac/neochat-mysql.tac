@@ -7,11 +7,12 @@ import os
 
 from twisted.application import service
 
-from neochat.config import DB_URL_VARIABLE, Settings
+from neochat.config import DB_URL_VARIABLE
 from neochat.services.root import build_service
+from neochat.tap import settings_from_environment
 
 if not os.environ.get(DB_URL_VARIABLE, "").startswith(("mysql://", "mariadb://")):
     raise SystemExit(f"set {DB_URL_VARIABLE}=mysql://user:password@host:port/dbname")
 
 application = service.Application("neochat")
-build_service(Settings.from_environment()).setServiceParent(application)
+build_service(settings_from_environment(), owns_process=True).setServiceParent(application)

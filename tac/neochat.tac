@@ -4,8 +4,8 @@
 # $NEOCHAT_CELL (UDP port), $NEOCHAT_DATA and $NEOCHAT_DB override those.
 from twisted.application import service
 
-from neochat.config import Settings
 from neochat.services.root import build_service
+from neochat.tap import settings_from_environment
 
 application = service.Application("neochat")
-build_service(Settings.from_environment()).setServiceParent(application)
+build_service(settings_from_environment(), owns_process=True).setServiceParent(application)

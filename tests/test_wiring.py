@@ -99,7 +99,7 @@ def test_make_service_builds_the_tree(tmp_path):
     options.parseOptions(["--data-dir", str(tmp_path)])
     root = makeService(options)
     assert isinstance(root, NeoChatService)
-    assert [child.name for child in root] == ["chat", "cell", "ftp", "file-retention"]
+    assert [child.name for child in root] == ["admin", "chat", "cell", "ftp", "file-retention"]
     root.db.close()
 
 

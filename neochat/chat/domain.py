@@ -50,6 +50,7 @@ class Chat:
         return Session(self, sink, peer_host)
 
     def register(self, account, password):
+        self.accounts.admission.check_registration()
         return self._track(self.accounts.register(account, password))
 
     @defer.inlineCallbacks

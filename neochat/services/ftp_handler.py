@@ -16,6 +16,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.log import logger
 from twisted.internet import threads
 
+from neochat.chat.errors import ChatError
 from neochat.chat.files import UploadRefused, is_stored_name
 
 # e: CWD (only "/"), l: listings, r: RETR, w: STOR/STOU, d: DELE (own files).
@@ -32,8 +33,12 @@ class AccountAuthorizer:
         self.home = home
 
     def validate_authentication(self, username, password, handler):
+        if self.accounts.admission.address_banned(handler.remote_ip):
+            raise AuthenticationFailed("address banned")
         try:
             valid = handler.ask(self.accounts.check_password, username, password)
+        except ChatError as error:  # a banned account
+            raise AuthenticationFailed(error.reason)
         except Exception:
             logger.exception("FTP login check failed")
             raise AuthenticationFailed("Login is unavailable; try again later.")
