@@ -36,7 +36,7 @@ class NotRunning(NotFound):
 class Live:
     """The running server's parts the live verbs need."""
 
-    router: object  # neochat.chat.routing.LocalRouter
+    chat: object  # neochat.chat.domain.Chat
     connections: object  # the chat factory: .connections, each with .transport
     calls: object  # callable: {"calls": n, ...relay counters}
 
@@ -85,7 +85,7 @@ class Administration:
     @defer.inlineCallbacks
     def users(self, search="", limit=LIST_LIMIT):
         rows = yield self.admin_store.users(search, limit)
-        online = set(self.live.router.online_accounts()) if self.live else set()
+        online = set(self.live.chat.router.online_accounts()) if self.live else set()
         for row in rows:
             row["online"] = row["user_account"] in online if self.live else None
         return rows
@@ -93,7 +93,7 @@ class Administration:
     # -- sessions (live only) --------------------------------------------
 
     def online(self):
-        router = self._live().router
+        router = self._live().chat.router
         return [{"account": account, "address": router.session_of(account).peer_host}
                 for account in router.online_accounts()]
 
@@ -105,11 +105,7 @@ class Administration:
         return {"account": account}
 
     def _kick(self, account, reason):
-        session = self.live.router.session_of(account) if self.live else None
-        if session is None:
-            return False
-        session.kick(reason)
-        return True
+        return self.live is not None and self.live.chat.kick(account, reason)
 
     # -- bans and registration -------------------------------------------
 
@@ -226,7 +222,7 @@ class Administration:
         midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
         counts = yield self.admin_store.counts(int(midnight * 1000))
         if self.live:
-            counts["online"] = len(self.live.router.online_accounts())
+            counts["online"] = len(self.live.chat.router.online_accounts())
             counts["connections"] = len(self.live.connections.connections)
             counts.update(self.live.calls())
         return counts

@@ -117,6 +117,16 @@ class Chat:
             self.router.broadcast(UserLeft(session.account))
             self._track(self.friends.announce(session.account, online=False))
 
+    def kick(self, account, reason):
+        """An administrator disconnects the account (neochatctl kick, ban,
+        deluser): it goes offline and is told ``reason``.  False if offline."""
+        session = self.router.session_of(account)
+        if session is None:
+            return False
+        self._go_offline(session, "kicked")
+        self.kicked(session, reason)
+        return True
+
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
         session.send(Kicked(reason))

@@ -77,7 +77,7 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.router, self.chat_service.factory, self.cell.counters),
+            Live(self.chat, self.chat_service.factory, self.cell.counters),
         )
         admin = AdminService(self.administration, settings.data_dir / SOCKET_NAME, reactor)
         # Children stop in this order: the admin socket, chat (its logouts end

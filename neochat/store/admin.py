@@ -1,7 +1,17 @@
 """What the administrator reads and changes: settings, bans, accounts in
 bulk, counts for ``neochatctl stats``, and the SQLite checkpoint on stop."""
 
+import importlib
+
 from twisted.internet import defer
+
+
+def connect(dialect):
+    """A plain blocking DB-API connection, for tools that run without the
+    reactor (neochatctl check, restore)."""
+    module = importlib.import_module(dialect.module)
+    args, kwargs = dialect.pool_args()
+    return module.connect(*args, **{key: value for key, value in kwargs.items() if not key.startswith("cp_")})
 
 
 class AdminStore:
