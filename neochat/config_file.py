@@ -8,7 +8,7 @@ options).  It works for any option the Options class defines:
 
 - a flag (``friends-only``) takes ``true`` or ``false``;
 - an option with a value takes a string or a number;
-- a repeatable option (``listen``) takes a list;
+- a repeatable option (an ``opt_*`` method: ``listen``) takes a list too;
 - an option of ``NAME=VALUE`` assignments (``call-limit``) takes a table,
   nested tables giving dotted names (``[call-limit.audio]``).
 """
@@ -36,13 +36,24 @@ def config_path(argv):
     return os.environ.get(CONFIG_VARIABLE) or None
 
 
+FLAG, SINGLE, REPEATABLE = "flag", "single", "repeatable"
+
+
 def option_kinds(options):
-    """{name: takes a value} for every long option of a usage.Options."""
+    """{name: FLAG, SINGLE or REPEATABLE} for every long option of a
+    usage.Options: parameters (optParameters) keep one value, ``opt_*``
+    methods that take a value may be repeated."""
     kinds = {}
     for spec in options.longOpt:
         name = spec.rstrip("=")
-        if name not in NOT_IN_FILES:
-            kinds[name] = spec.endswith("=")
+        if name in NOT_IN_FILES:
+            continue
+        if not spec.endswith("="):
+            kinds[name] = FLAG
+        elif isinstance(options._dispatch.get(name), usage.CoerceParameter):
+            kinds[name] = SINGLE
+        else:
+            kinds[name] = REPEATABLE
     return kinds
 
 
@@ -69,22 +80,20 @@ def entries(path, options):
     return found
 
 
-def _arguments(path, key, name, takes_value, value):
+def _arguments(path, key, name, kind, value):
     def wrong(expected):
         return ConfigError(f"{path}: {key} must be {expected}, not {value!r}")
 
-    if not takes_value:
+    if kind == FLAG:
         if not isinstance(value, bool):
             raise wrong("true or false")
         return [f"--{name}"] if value else []
-    if isinstance(value, dict):
+    if kind == REPEATABLE and isinstance(value, dict):
         return [f"--{name}={assignment}" for assignment in _assignments(value)]
-    values = value if isinstance(value, list) else [value]
-    if not values and isinstance(value, list):
-        return []
+    values = value if kind == REPEATABLE and isinstance(value, list) else [value]
     for item in values:
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise wrong("a string or a number" + (" (or a list of them)" if isinstance(value, list) else ""))
+            raise wrong("a string or a number" + (", or a list or table of them" if kind == REPEATABLE else ""))
     return [f"--{name}={item}" for item in values]
 
 

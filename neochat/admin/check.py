@@ -128,7 +128,7 @@ def certificates(settings):
         pairs.append(("--ftp-cert", settings.ftp.certfile, settings.ftp.keyfile or settings.ftp.certfile))
     results = []
     for name, certificate, key in pairs:
-        missing = [path for path in (certificate, key) if not path or not os.access(path, os.R_OK)]
+        missing = [path for path in dict.fromkeys((certificate, key)) if not path or not os.access(path, os.R_OK)]
         if missing:
             results.append(problem(CERTIFICATES, f"{name}: cannot read {', '.join(str(m) for m in missing)}"))
             continue

@@ -48,10 +48,7 @@ def _connect(path):
     sock.settimeout(TIMEOUT)
     try:
         sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError) as error:
+    except OSError as error:
         sock.close()
         raise NoServer(f"no server answers on {path} ({error.strerror})") from None
-    except OSError:
-        sock.close()
-        raise
     return sock
