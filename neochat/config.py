@@ -21,6 +21,10 @@ class Settings:
     hash_memory_kib: int = 65536
     # Private chat only between accepted friends.
     friends_only: bool = False
+    # Endpoint of the Prometheus metrics page (None: off), and "text" or
+    # "json" log lines (the .tac files honour log_format themselves).
+    metrics: str = None
+    log_format: str = "text"
     # The cell server (calls, docs/protocol.md "Calls").  Port ranges are
     # (first, last); relay_ports (0, 0) means any free port.  advertise_ip is
     # where clients send relayed media; None: cell_interface, or 127.0.0.1

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from twisted.python import usage
 
-from neochat import config_file
+from neochat import config_file, logs
 from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
@@ -41,6 +41,10 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
+        ["log-format", None, "text", "Log lines as text or json (JSON lines, one event each, with fields).",
+         logs.log_format],
+        ["metrics", None, None,
+         "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
         ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
         ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
@@ -112,6 +116,8 @@ class Options(usage.Options):
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
         if self["ftp-tls-required"] and not self["ftp-cert"]:
             raise usage.UsageError("--ftp-tls-required needs --ftp-cert")
+        if self["log-format"] == "json" and self.parent is not None:
+            logs.use_json(self.parent)
 
     def settings(self):
         settings = Settings(
@@ -127,6 +133,8 @@ class Options(usage.Options):
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
             friends_only=bool(self["friends-only"]),
+            metrics=self["metrics"],
+            log_format=self["log-format"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.accounts import MAX_PASSWORD, check_account_name
 from neochat.chat.admission import ACCOUNT, ADDRESS, REGISTRATION, network
 from neochat.chat.errors import BadRequest, Conflict, NotFound
@@ -55,7 +56,7 @@ class Administration:
     def adduser(self, account, password):
         """Works while registration is closed: the administrator adds people."""
         yield self.accounts.register(account, password)
-        log.info("account {account} added by the administrator", account=account, action="adduser")
+        log.info("account {account} added by the administrator", account=account, audit="adduser")
         return {"account": account}
 
     @defer.inlineCallbacks
@@ -66,7 +67,7 @@ class Administration:
         hashed = yield threads.deferToThread(self.accounts.hasher.hash, password)
         if not (yield self.admin_store.set_password_hash(account, hashed)):
             raise NotFound("unknown account")
-        log.info("password of {account} changed by the administrator", account=account, action="passwd")
+        log.info("password of {account} changed by the administrator", account=account, audit="passwd")
         return {"account": account}
 
     @defer.inlineCallbacks
@@ -79,7 +80,7 @@ class Administration:
         files = yield self.files.delete_account_files(account)
         yield self.store.users.delete(account)
         log.info("account {account} deleted by the administrator with {files} files",
-                 account=account, files=files, action="deluser")
+                 account=account, files=files, audit="deluser")
         return {"account": account, "files": files}
 
     @defer.inlineCallbacks
@@ -101,7 +102,7 @@ class Administration:
         self._live()
         if not self._kick(account, reason):
             raise NotFound("not online")
-        log.info("{account} kicked: {reason}", account=account, reason=reason, action="kick")
+        audit.kicked(account, reason)
         return {"account": account}
 
     def _kick(self, account, reason):
@@ -115,8 +116,7 @@ class Administration:
         added = yield self.admin_store.add_ban(kind, target, reason, now_ms())
         self.accounts.admission.ban(kind, target, reason)
         dropped = self._drop_banned(kind, target)
-        log.info("{kind} {target} banned: {reason}", kind=kind, target=target, reason=reason,
-                 dropped=dropped, action="ban")
+        audit.banned(kind, target, reason, dropped)
         return {"kind": kind, "target": target, "new": added, "disconnected": dropped}
 
     @defer.inlineCallbacks
@@ -125,7 +125,7 @@ class Administration:
         if not (yield self.admin_store.remove_ban(kind, target)):
             raise NotFound(f"{kind} not banned")
         self.accounts.admission.unban(kind, target)
-        log.info("{kind} {target} unbanned", kind=kind, target=target, action="unban")
+        log.info("{kind} {target} unbanned", kind=kind, target=target, audit="unban")
         return {"kind": kind, "target": target}
 
     def bans(self):
@@ -164,7 +164,7 @@ class Administration:
                 raise BadRequest("registration is open or closed")
             yield self.admin_store.set_setting(REGISTRATION, state)
             self.accounts.admission.registration_open = state == "open"
-            log.info("registration {state}", state=state, action="registration")
+            log.info("registration {state}", state=state, audit="registration")
         stored = yield self.admin_store.settings()
         return {"registration": stored.get(REGISTRATION, "open")}
 
@@ -188,14 +188,14 @@ class Administration:
             raise NotFound("unknown account")
         if not (yield self.store.groups.create(group_id, owner, introduction, now_ms())):
             raise Conflict("group exists")
-        log.info("group {group_id} created for {owner}", group_id=group_id, owner=owner, action="group_create")
+        log.info("group {group_id} created for {owner}", group_id=group_id, owner=owner, audit="group_create")
         return {"group_id": group_id, "founder": owner}
 
     @defer.inlineCallbacks
     def group_delete(self, group_id):
         if not (yield self.store.groups.dissolve(check_group_id(group_id))):
             raise NotFound("unknown group")
-        log.info("group {group_id} deleted", group_id=group_id, action="group_delete")
+        log.info("group {group_id} deleted", group_id=group_id, audit="group_delete")
         return {"group_id": group_id}
 
     @defer.inlineCallbacks

@@ -16,6 +16,7 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.log import logger
 from twisted.internet import threads
 
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.files import UploadRefused, is_stored_name
 
@@ -252,6 +253,10 @@ class NeoChatHandler:
             return True
         finally:
             raw.detach()
+
+    def on_file_sent(self, file):
+        self.reactor.callFromThread(audit.file_transfer, "download", self.username, os.path.basename(file),
+                                    os.path.getsize(file))
 
     def flush_account(self):
         # USER or REIN drops a queued upload without closing its file.

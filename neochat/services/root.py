@@ -20,6 +20,7 @@ from neochat.services.chat import ChatService
 from neochat.services import lifecycle
 from neochat.services.admin import SOCKET_NAME, AdminService
 from neochat.services.ftp import FTPService
+from neochat.services.metrics import MetricsService
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.admin import AdminStore
 from neochat.store.schema import upgrade
@@ -80,10 +81,14 @@ class NeoChatService(service.MultiService):
             Live(self.chat, self.chat_service.factory, self.cell.counters),
         )
         admin = AdminService(self.administration, settings.data_dir / SOCKET_NAME, reactor)
-        # Children stop in this order: the admin socket, chat (its logouts end
-        # the calls), cell, FTP (whose thread needs the reactor), the timer.
-        for name, child in (("admin", admin), ("chat", self.chat_service), ("cell", self.cell),
-                            ("ftp", self.ftp_service), ("file-retention", retention)):
+        # Children stop in this order: the admin socket (and metrics), chat
+        # (its logouts end the calls), cell, FTP (whose thread needs the
+        # reactor), the timer.
+        children = [("admin", admin), ("chat", self.chat_service), ("cell", self.cell),
+                    ("ftp", self.ftp_service), ("file-retention", retention)]
+        if settings.metrics:
+            children.insert(1, ("metrics", MetricsService(self, settings.metrics, reactor)))
+        for name, child in children:
             child.setName(name)
             child.setServiceParent(self)
         self.ready = None

@@ -108,6 +108,10 @@ class AdminStore:
             ).dicts()
         )
 
+    def pending_count(self):
+        """Deferred[int]: messages waiting in pending queues."""
+        return self.db.run(lambda txn: int(txn.execute("SELECT COUNT(*) FROM pending").scalar() or 0))
+
     def counts(self, since_ms):
         """Deferred[dict]: accounts, groups, messages since ``since_ms``,
         files and their bytes, pending deliveries."""
