@@ -7,11 +7,16 @@ import shutil
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from neochat.services import lifecycle
 from tests.twistd_process import Server, free_port, run_twistd
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def assert_failed_start(result, *expected):
@@ -105,3 +110,34 @@ def test_a_second_signal_during_the_stop_forces_it():
         for number, handler in previous.items():
             signal.signal(number, handler)
     assert forced == ["signal SIGTERM during the stop", "signal SIGINT during the stop"]
+
+
+def test_systemd_is_told_ready_and_stopping(tmp_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(tmp_path / "notify"))
+        notify.settimeout(60)
+        server = Server(tmp_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
+        try:
+            ready = notify.recv(100)
+            server.client().login("alice")  # serving by then
+            server.send_signal(signal.SIGTERM)
+            stopping = notify.recv(100)
+        finally:
+            server.stop()
+    assert (ready, stopping) == (b"READY=1", b"STOPPING=1")
+
+
+def test_the_systemd_unit_verifies_and_its_command_runs(tmp_path):
+    unit = (ROOT / "contrib" / "neochat.service").read_text()
+    assert "Type=notify" in unit
+    local = unit.replace("/opt/neochat/venv/bin", str(Path(sys.executable).parent))
+    local = local.replace("User=neochat", "User=root").replace("Group=neochat", "Group=root")
+    (tmp_path / "neochat.service").write_text(local)
+    if shutil.which("systemd-analyze"):
+        verified = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "neochat.service")],
+                                  capture_output=True, text=True, timeout=60)
+        assert verified.returncode == 0 and "neochat.service" not in verified.stderr, verified.stderr
+    start = next(line for line in local.splitlines() if line.startswith("ExecStart="))
+    command = start.partition("=")[2].split() + ["--help"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shown.returncode == 0 and "--config" in shown.stdout

@@ -164,7 +164,7 @@ class Administration:
                 raise BadRequest("registration is open or closed")
             yield self.admin_store.set_setting(REGISTRATION, state)
             self.accounts.admission.registration_open = state == "open"
-            log.info("registration {state}", state=state, audit="registration")
+            log.info("registration {state}", state=state, audit="registration_setting")
         stored = yield self.admin_store.settings()
         return {"registration": stored.get(REGISTRATION, "open")}
 

@@ -5,6 +5,7 @@ SIGTERM (or SIGINT) or the stop timeout forces it."""
 import atexit
 import os
 import signal
+import socket
 import sqlite3
 import sys
 
@@ -68,6 +69,22 @@ def _message(error):
     if len(args) == 2 and isinstance(args[0], int):  # MySQLdb: (code, text)
         return f"{args[1]} (error {args[0]})"
     return str(error) or type(error).__name__
+
+
+def notify_systemd(state):
+    """sd_notify(3) for Type=notify units: "READY=1", "STOPPING=1"; nothing
+    without $NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode("ascii"))
+    except OSError as error:
+        log.warn("cannot tell systemd {state}: {error}", state=state, error=error)
 
 
 def exit_at_the_end(status):

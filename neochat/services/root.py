@@ -115,6 +115,8 @@ class NeoChatService(service.MultiService):
         yield defer.gatherResults(started, consumeErrors=True)
         self.started = True
         log.info("NeoChat ready on {db}", db=self.db.dialect.describe())
+        if self.owns_process:
+            lifecycle.notify_systemd("READY=1")
 
     def _failed_to_start(self, failure):
         reason = lifecycle.describe(failure, self.db.dialect.describe())
@@ -137,6 +139,7 @@ class NeoChatService(service.MultiService):
         service.Service.stopService(self)
         forcing = None
         if self.owns_process:
+            lifecycle.notify_systemd("STOPPING=1")
             lifecycle.force_on_second_signal(lifecycle.force_exit)
             forcing = self.reactor.callLater(lifecycle.STOP_TIMEOUT, lifecycle.force_exit,
                                              f"still stopping after {lifecycle.STOP_TIMEOUT:g} s")
