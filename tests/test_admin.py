@@ -94,13 +94,20 @@ async def test_accounts_sessions_and_kicks(server, settings, tmp_path):
     assert (status, error.strip()) == (REFUSED, "neochatctl passwd: unknown account")
 
 
+async def ban_while_online(server, ctl, account, *ban):
+    """Add ``account``, log it in, ban (``ban``: the ban arguments): the
+    logged-in client and the ban's result."""
+    await ctl("adduser", account, password="pw")
+    client, _ = await login(server, account, "pw")
+    status, result = await ctl("ban", *ban)
+    assert status == OK and result["disconnected"] == 1
+    return client, result
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_banned_account_is_kicked_and_cannot_log_in(server, settings, tmp_path):
     ctl = Ctl(settings, tmp_path)
-    await ctl("adduser", "mallory", password="pw")
-    client, _ = await login(server, "mallory", "pw")
-    status, ban = await ctl("ban", "mallory", "--reason", "spam")
-    assert status == OK and ban["disconnected"] == 1
+    client, _ = await ban_while_online(server, ctl, "mallory", "mallory", "--reason", "spam")
     assert (await client.next("kicked"))["reason"] == "account banned"
     _, reply = await login(server, "mallory", "pw")
     assert reply == {"message_type": "login", "content": "fail", "reason": "account banned"}
@@ -118,10 +125,8 @@ async def test_a_banned_account_is_kicked_and_cannot_log_in(server, settings, tm
 @pytest_twisted.ensureDeferred
 async def test_a_banned_address_cannot_connect(server, settings, tmp_path):
     ctl = Ctl(settings, tmp_path)
-    await ctl("adduser", "carol", password="pw")
-    connected, _ = await login(server, "carol", "pw")
-    status, ban = await ctl("ban", "--address", "127.0.0.0/8")
-    assert status == OK and (ban["target"], ban["disconnected"]) == ("127.0.0.0/8", 1)
+    connected, ban = await ban_while_online(server, ctl, "carol", "--address", "127.0.0.0/8")
+    assert ban["target"] == "127.0.0.0/8"
     await connected.closed
     refused = await JsonClient.connect(server.port)
     await refused.closed  # closed at once, before a word

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.twistd_process import free_port
-from tests.test_wiring import register_over_tcp
+from tests.test_wiring import serve_and_register
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,21 +26,10 @@ def pip_install(bin_dir, *args):
     assert result.returncode == 0, result.stderr
 
 
-def serve_and_register(bin_dir, cwd, env):
+def serve(bin_dir, cwd, env):
     """The installed twistd, started from a directory outside the checkout."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(bin_dir / "twistd"), "--pidfile=", "-n", "neochat", "--listen", f"tcp:{port}:interface=127.0.0.1",
-         "--cell", "0", "--ftp", "0", "--data-dir", "data"],
-        cwd=cwd, env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        import time
-        reply = register_over_tcp(port, time.monotonic() + 60)
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=60)[0].decode()
-    assert reply == b'{"message_type":"register","content":"success"}\n', output
+    serve_and_register(["-n", "neochat", "--listen", "{endpoint}", "--cell", "0", "--ftp", "0",
+                        "--data-dir", "data"], cwd, env, twistd=str(bin_dir / "twistd"))
 
 
 def test_the_readme_mariadb_install_serves(tmp_path, db_url):
@@ -49,7 +37,7 @@ def test_the_readme_mariadb_install_serves(tmp_path, db_url):
         pytest.skip("the MariaDB steps")
     bin_dir = fresh_venv(tmp_path / "venv")
     pip_install(bin_dir, "-e", ".[mysql]")  # exactly as the README says
-    serve_and_register(bin_dir, tmp_path, {"NEOCHAT_DB": db_url})
+    serve(bin_dir, tmp_path, {"NEOCHAT_DB": db_url})
     listing = subprocess.run([str(bin_dir / "neochatctl"), "--data-dir", str(tmp_path / "data"), "users"],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
                              env=dict(os.environ, NEOCHAT_DB=db_url))
@@ -59,5 +47,5 @@ def test_the_readme_mariadb_install_serves(tmp_path, db_url):
 def test_a_plain_install_serves_outside_the_checkout(tmp_path):
     bin_dir = fresh_venv(tmp_path / "venv")
     pip_install(bin_dir, ".")
-    serve_and_register(bin_dir, tmp_path, {})
+    serve(bin_dir, tmp_path, {})
     assert (tmp_path / "data" / "neochat.sqlite").exists()

@@ -18,7 +18,7 @@ from neochat.chat.accounts import MAX_PASSWORD, check_account_name
 from neochat.chat.admission import ACCOUNT, ADDRESS, REGISTRATION, network
 from neochat.chat.errors import BadRequest, Conflict, NotFound
 from neochat.chat.groups import ADMIN, CREATOR, MEMBER, check_group_id
-from neochat.chat.model import Kicked, now_ms
+from neochat.chat.model import now_ms
 
 log = Logger()
 
