@@ -37,8 +37,11 @@ class Ctl:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = main(argv)
-        text = out.getvalue()
-        return status, json.loads(text) if status == OK else err.getvalue()
+        output = json.loads(out.getvalue())
+        if status != OK:
+            assert output["status"] == status and output["error"] in err.getvalue()
+            return status, err.getvalue()
+        return status, output
 
 
 async def login(server, account, password):

@@ -40,6 +40,18 @@ def test_a_port_in_use_fails_the_start(tmp_path):
                         "choose another one")
 
 
+def test_a_second_server_on_the_same_data_dir_fails_the_start(tmp_path):
+    first = Server(tmp_path)
+    try:
+        first.client().close()  # serving
+        second = run_twistd(["--listen", "tcp:0:interface=127.0.0.1", "--cell", "0", "--ftp", "0",
+                             "--data-dir", str(first.data_dir)], tmp_path)
+    finally:
+        first.stop()
+    assert_failed_start(second, f"cannot listen on {first.data_dir}/admin.sock",
+                        "another NeoChat runs with this data dir")
+
+
 def test_an_unreachable_database_fails_the_start(tmp_path):
     pytest.importorskip("MySQLdb")
     url = f"mysql://neochat:secret@127.0.0.1:{free_port()}/neochat"

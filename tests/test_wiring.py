@@ -108,7 +108,7 @@ def test_twistd_lists_the_plugin_and_its_options():
     help_text = subprocess.run([TWISTD, "neochat", "--help"], capture_output=True, text=True, cwd="/")
     for option in ("--listen", "--db", "--data-dir", "--cell", "--relay-ports", "--advertise-ip", "--voice",
                    "--friends-only", "--ftp", "--ftp-passive-ports", "--ftp-cert", "--max-file-size",
-                   "--user-quota", "--file-retention-days"):
+                   "--user-quota", "--file-retention-days", "--config", "--metrics", "--log-format"):
         assert option in help_text.stdout
 
 

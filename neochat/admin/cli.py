@@ -176,12 +176,12 @@ def main(argv=None):
     arguments = parser().parse_args(argv)
     try:
         result = execute(arguments)
-    except Failed as failed:
-        print(f"neochatctl {arguments.verb}: {failed}", file=sys.stderr)
-        return failed.status
-    except (OSError, ValueError) as error:
+    except (Failed, OSError, ValueError) as error:
+        status = error.status if isinstance(error, Failed) else REFUSED
         print(f"neochatctl {arguments.verb}: {error}", file=sys.stderr)
-        return REFUSED
+        if arguments.json:
+            print(json.dumps({"error": str(error), "status": status}))
+        return status
     if arguments.json:
         print(json.dumps(result, indent=2, default=str))
     else:

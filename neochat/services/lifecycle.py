@@ -36,6 +36,10 @@ def describe(failure, database):
     error = unwrap(failure).value
     if isinstance(error, StartFailed):
         return str(error)
+    if isinstance(error, CannotListenError) and isinstance(error.port, (bytes, str)):  # the admin socket
+        path = os.fsdecode(error.port)
+        return (f"cannot listen on {path}: {error.socketError}; another NeoChat runs with this data dir:"
+                " stop it or use another --data-dir")
     if isinstance(error, CannotListenError):
         where = f"{error.interface or '*'}:{error.port}"
         return (f"cannot listen on {where}: {error.socketError}; stop whatever holds the port"
