@@ -1,5 +1,5 @@
 """What an administrator wants on record: logins, failed logins (with the
-address), logouts, registrations, kicks, bans, files in and out, as
+address), logouts, registrations, kicks, bans, calls, files in and out, as
 twisted.logger events with fields (``audit`` names the event; never a
 password or a message body), and process-wide counts for the metrics
 endpoint (neochat/services/metrics.py)."""
@@ -50,6 +50,17 @@ def banned(kind, target, reason, disconnected):
     count("ban", kind)
     log.info("banned {kind} {target}: {reason} ({disconnected} disconnected)", audit="ban", kind=kind,
              target=target, reason=reason, disconnected=disconnected)
+
+
+def call_started(caller, callee, kind):
+    count("calls", kind)
+    log.info("{kind} call {caller} -> {callee} accepted", audit="call_start", caller=caller, callee=callee,
+             kind=kind)
+
+
+def call_ended(caller, callee, kind, reason):
+    log.info("{kind} call {caller} -> {callee} ended: {reason}", audit="call_end", caller=caller, callee=callee,
+             kind=kind, reason=reason)
 
 
 def message(kind):

@@ -12,6 +12,7 @@ seed the call belongs to.  docs/protocol.md ("Calls") lists them.  Nothing here
 touches a socket: this talks to the call registry and the router.
 """
 
+from neochat.chat import audit
 from neochat.chat.calls import KEYED, REQUESTED, CallError
 from neochat.chat.errors import ChatError, NotLoggedIn
 from neochat.chat.model import Notice
@@ -53,7 +54,7 @@ class Calls:
         if call.callee != callee:
             raise CallError("not_party")
         if accept:
-            self.registry.accept(call.key, callee)
+            self._accept(call, callee)
             self.router.deliver(call.caller, self._voice_notice(call, "accept", call.caller))
         else:
             self._hang_up(call, callee)
@@ -101,7 +102,7 @@ class Calls:
         account = _account(session)
         call = self._find(account, keyed=True, named=(other,), key=key)
         if accept:
-            self.registry.accept(call.key, account)
+            self._accept(call, account)
             self.router.deliver(call.caller, self._cell_notice(call, call.caller, "200"))
         else:
             self._hang_up(call, account)
@@ -127,6 +128,10 @@ class Calls:
             raise CallError("no_such_call")
         return max(calls, key=lambda call: call.created_at)
 
+    def _accept(self, call, account):
+        self.registry.accept(call.key, account)
+        audit.call_started(call.caller, call.callee, call.kind)
+
     def _hang_up(self, call, account):
         reason = "rejected" if account == call.callee and call.state == REQUESTED else "closed"
         self._ended_by = account
@@ -136,6 +141,7 @@ class Calls:
             self._ended_by = None
 
     def _call_ended(self, call, reason):
+        audit.call_ended(call.caller, call.callee, call.kind, reason)
         announced = call.media != KEYED or call.key in self._rung
         self._rung.discard(call.key)
         if not announced:

@@ -23,6 +23,7 @@ COUNTERS = (  # audit event -> (metric, help, label name)
     ("registration", "neochat_registrations", "Accounts registered", None),
     ("kick", "neochat_kicks", "Sessions kicked by an administrator", None),
     ("ban", "neochat_bans", "Bans by kind", "kind"),
+    ("calls", "neochat_calls_accepted", "Calls accepted by kind", "kind"),
     ("file_transfers", "neochat_file_transfers", "Files stored (upload) and sent over FTP (download)", "direction"),
     ("file_bytes", "neochat_file_transfer_bytes", "Bytes of those files", "direction"),
 )
