@@ -22,8 +22,12 @@ setup(
         "pyftpdlib>=1.5.9",
         "argon2-cffi>=21.3",
         "prometheus_client>=0.17",
+        "textual>=0.80",  # the terminal client, neochat-client
     ],
-    entry_points={"console_scripts": ["neochatctl = neochat.admin.cli:main"]},
+    entry_points={"console_scripts": [
+        "neochatctl = neochat.admin.cli:main",
+        "neochat-client = neochat.client.cli:main",
+    ]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
         "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],
