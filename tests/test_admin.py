@@ -51,6 +51,23 @@ async def login(server, account, password):
     return client, reply
 
 
+def ftp_session(port, account, password):
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", port, timeout=10)
+    ftp.login(account, password)
+    return ftp
+
+
+def ftp_refused(ftp):
+    try:
+        ftp.pwd()
+        return "ok"
+    except ftplib.error_temp as error:
+        return str(error)
+    finally:
+        ftp.close()
+
+
 def ftp_login(port, account, password):
     ftp = ftplib.FTP()
     ftp.connect("127.0.0.1", port, timeout=10)
@@ -98,8 +115,8 @@ async def test_accounts_sessions_and_kicks(server, settings, tmp_path):
 
 
 async def ban_while_online(server, ctl, account, *ban):
-    """Add ``account``, log it in, ban (``ban``: the ban arguments): the
-    logged-in client and the ban's result."""
+    """Add ``account`` (unless it exists), log it in, ban (``ban``: the ban
+    arguments): the logged-in client and the ban's result."""
     await ctl("adduser", account, password="pw")
     client, _ = await login(server, account, "pw")
     status, result = await ctl("ban", *ban)
@@ -110,11 +127,14 @@ async def ban_while_online(server, ctl, account, *ban):
 @pytest_twisted.ensureDeferred
 async def test_a_banned_account_is_kicked_and_cannot_log_in(server, settings, tmp_path):
     ctl = Ctl(settings, tmp_path)
+    ftp_port = server.root.ftp_service.address[1]
+    await ctl("adduser", "mallory", password="pw")
+    ftp = await threads.deferToThread(ftp_session, ftp_port, "mallory", "pw")
     client, _ = await ban_while_online(server, ctl, "mallory", "mallory", "--reason", "spam")
     assert (await client.next("kicked"))["reason"] == "account banned"
+    assert await threads.deferToThread(ftp_refused, ftp) == "421 account banned."
     _, reply = await login(server, "mallory", "pw")
     assert reply == {"message_type": "login", "content": "fail", "reason": "account banned"}
-    ftp_port = server.root.ftp_service.address[1]
     assert "banned" in await threads.deferToThread(ftp_login, ftp_port, "mallory", "pw")
     status, bans = await ctl("bans")
     assert [(b["kind"], b["target"], b["reason"]) for b in bans] == [("account", "mallory", "spam")]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 
 from neochat.services import lifecycle
 from tests.twistd_process import Server, free_port, run_twistd
@@ -153,3 +154,21 @@ def test_the_systemd_unit_verifies_and_its_command_runs(tmp_path):
     command = start.partition("=")[2].split() + ["--help"]
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert shown.returncode == 0 and "--config" in shown.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_checkpoint_makes_the_sqlite_file_alone_complete(server, settings, tmp_path):
+    if not settings.db_url.startswith("sqlite:"):
+        pytest.skip("SQLite's write-ahead log")
+    await server.root.admin_store.checkpoint()  # the schema is in the file
+    await server.logged_in("alice")
+    path = settings.db_url[len("sqlite:"):]
+
+    def accounts_in_a_copy(name):
+        shutil.copy(path, tmp_path / name)  # the file alone, the pool still open
+        with sqlite3.connect(tmp_path / name) as db:
+            return db.execute("SELECT user_account FROM users").fetchall()
+
+    assert accounts_in_a_copy("before.sqlite") == []  # the row is still in the WAL
+    await server.root.admin_store.checkpoint()
+    assert accounts_in_a_copy("after.sqlite") == [("alice",)]

@@ -176,6 +176,14 @@ class NeoChatHandler:
         """Run ``function(*args)`` on the reactor; wait for its result."""
         return threads.blockingCallFromThread(self.reactor, function, *args)
 
+    def pre_process_command(self, line, cmd, arg):
+        # neochatctl ban: a logged-in banned account is dropped at its next command.
+        if self.authenticated and self.authorizer.accounts.admission.account_banned(self.username):
+            self.respond("421 account banned.")
+            self.close_when_done()
+            return
+        super().pre_process_command(line, cmd, arg)
+
     def ftp_STOR(self, file, mode="w"):
         if self._restart_position:
             self._restart_position = 0
