@@ -32,7 +32,13 @@ class Failed(Exception):
 
 
 def parser():
-    top = argparse.ArgumentParser(prog="neochatctl", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(
+        prog="neochatctl",
+        description="Administer NeoChat. Verbs run in the server through its admin socket when it runs,"
+                    " else straight on the database; online and kick need the server.",
+        epilog="exit status: 0 done, 1 refused, 2 bad usage, 3 needs the running server,"
+               " 4 check found problems, 5 configuration or database unusable",
+    )
     top.add_argument("--config", help=f"the server's TOML config file (default: ${CONFIG_VARIABLE})")
     top.add_argument("--data-dir", help="the server's data dir (overrides the config file)")
     top.add_argument("--db", help="database URL (overrides the config file and $NEOCHAT_DB)")
@@ -48,7 +54,7 @@ def parser():
     account = (("account",), {})
     password = (("--password-file",), {"help": "read the password from this file's first line"
                                        " (default: prompt, or stdin when it is not a terminal)"})
-    reason = (("--reason",), {"default": "", "help": "shown to the user and logged"})
+    reason = (("--reason",), {"help": "shown to the user and logged"})
     verb("adduser", "create an account (even while registration is closed)", account, password)
     verb("passwd", "set an account's password", account, password)
     verb("deluser", "delete an account with its files, messages, friendships and groups", account)
@@ -61,7 +67,7 @@ def parser():
         sub = verb(name, text, (("account",), {"nargs": "?"}),
                    (("--address",), {"help": "an IP address or CIDR network instead of an account"}))
         if name == "ban":
-            sub.add_argument("--reason", default="")
+            sub.add_argument(*reason[0], **reason[1])
     verb("bans", "list bans")
     verb("registration", "show, open or close registration", (("state",), {"nargs": "?", "choices": ("open", "closed")}))
     groups = verbs.add_parser("groups", help="list, show, create, delete groups and set roles")
@@ -86,31 +92,25 @@ def parser():
     return top
 
 
+# Parsed arguments that are not Administration's keyword arguments.
+NOT_FIELDS = {"config", "data_dir", "db", "json", "verb", "group_verb", "password_file", "address"}
+
+
 def request_of(arguments):
-    """(verb, keyword arguments) for Administration."""
+    """(verb, keyword arguments) for Administration: the parsed arguments by
+    their names, with the password read, and a ban's kind and target."""
     verb = arguments.verb
+    fields = {name: value for name, value in vars(arguments).items() if name not in NOT_FIELDS and value is not None}
     if verb in ("adduser", "passwd"):
-        return verb, {"account": arguments.account, "password": read_password(arguments)}
-    if verb in ("deluser",):
-        return verb, {"account": arguments.account}
-    if verb == "users":
-        return verb, {"search": arguments.search, "limit": arguments.limit}
-    if verb == "kick":
-        return verb, {"account": arguments.account, **({"reason": arguments.reason} if arguments.reason else {})}
-    if verb in ("ban", "unban"):
+        fields["password"] = read_password(arguments)
+    elif verb in ("ban", "unban"):
         if (arguments.account is None) == (arguments.address is None):
             raise Failed(f"{verb}: name an account or give --address", USAGE)
-        kind, target = (ACCOUNT, arguments.account) if arguments.account is not None else (ADDRESS, arguments.address)
-        extra = {"reason": arguments.reason} if verb == "ban" else {}
-        return verb, {"kind": kind, "target": target, **extra}
-    if verb == "registration":
-        return verb, {"state": arguments.state}
-    if verb == "groups":
-        action = arguments.group_verb
-        fields = {name: value for name, value in vars(arguments).items()
-                  if name in ("search", "group_id", "owner", "introduction", "account", "role")}
-        return ("groups" if action == "list" else f"group_{action}"), fields
-    return verb, {}
+        account = fields.pop("account", None)
+        fields["kind"], fields["target"] = (ACCOUNT, account) if account is not None else (ADDRESS, arguments.address)
+    elif verb == "groups":
+        verb = "groups" if arguments.group_verb == "list" else f"group_{arguments.group_verb}"
+    return verb, fields
 
 
 def read_password(arguments):
