@@ -86,3 +86,15 @@ async def test_backup_refuses_a_directory_in_use(server, settings, tmp_path):
     (tmp_path / "full" / "something").write_text("x")
     status, error = await Ctl(settings, tmp_path)("backup", str(tmp_path / "full"))
     assert status == REFUSED and "not empty" in error
+
+
+@pytest_twisted.ensureDeferred
+async def test_restore_refuses_a_running_server_and_the_other_engine(server, settings, tmp_path):
+    ctl = Ctl(settings, tmp_path)
+    assert (await ctl("backup", str(tmp_path / "backup")))[0] == OK
+    status, error = await ctl("restore", str(tmp_path / "backup"))
+    assert status == REFUSED and "the server is running: stop it before restoring" in error
+    other = "mysql://nobody@127.0.0.1:1/none" if settings.db_url.startswith("sqlite:") else f"sqlite:{tmp_path}/x.sqlite"
+    elsewhere = dataclasses.replace(settings, db_url=other, data_dir=tmp_path / "elsewhere")
+    status, error = await Ctl(elsewhere, tmp_path)("restore", str(tmp_path / "backup"))
+    assert status == REFUSED and "the backup is of a" in error
