@@ -11,6 +11,7 @@ from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotLoggedIn
 from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
 from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, field
 
@@ -91,7 +92,7 @@ class JsonDialect(Dialect):
 
     @defer.inlineCallbacks
     def cmd_register(self, request):
-        yield self.chat.register(field(request, "username"), field(request, "password"))
+        yield self.chat.register(field(request, "username"), field(request, "password"), profile_fields(request))
         return {"message_type": "register", "content": "success"}
 
     @defer.inlineCallbacks
