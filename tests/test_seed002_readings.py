@@ -124,6 +124,15 @@ def test_upload_before_login_is_401_and_its_bytes_are_dropped(server):
 
 
 @pytest_twisted.inlineCallbacks
+def test_upload_with_a_badly_encoded_account_is_refused_and_its_bytes_dropped(server):
+    yield server.logged_in("+86101", dialect="header")
+    messages = yield half_close(server, login_bytes("+86101") + b"task_id: 4\nuser_account: %FF\n\n"
+                                b"message_type: dance\n\n")
+    assert [(m["stat"], m["reason"]) for m in replies(messages)[1:]] == [
+        ("400", "user_account is not valid URL-encoded UTF-8")]
+
+
+@pytest_twisted.inlineCallbacks
 def test_sized_body_whose_bytes_stop_coming_is_refused_and_the_connection_goes_on(server, quick_body_timeout):
     client, = yield server.logged_in("+86101", dialect="header")
     client.send_raw(b"task_id: 3\nuser_account: +86101\ntime: 1\ncontent-length: 10\n\nabc")

@@ -96,10 +96,13 @@ class HeaderDialect(Dialect):
         if isinstance(item, HeaderError):
             raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat))
         if isinstance(item, (BodyChunk, BodyEnd)):
-            return self.uploads.handler_for(item, None)
+            return self.uploads.handler_for(item)
+        if isinstance(item, BodyStart):  # its body follows whatever the headers say
+            try:
+                return self.uploads.handler_for(item, _read_request(item))
+            except Rejected as rejected:
+                return self.uploads.handler_for(item, rejected.request, rejected.error)
         request = _read_request(item)
-        if isinstance(item, BodyStart):
-            return self.uploads.handler_for(item, request)
         if "message_type" not in request and "friends" in request:  # seed 002's call key request, sent here
             return self.cmd_call_key, request
         if not request.get("message_type"):

@@ -44,11 +44,12 @@ class UploadExchange:
         self.dialect = dialect
         self.incoming = None
 
-    def handler_for(self, item, request):
-        """A (handler, request) pair for the dialect's pump."""
+    def handler_for(self, item, request=None, refusal=None):
+        """A (handler, request) pair for the dialect's pump.  A BodyStart comes
+        with its request, or the ChatError that refuses it (its bytes still follow)."""
         if isinstance(item, BodyStart):
             self.incoming = Incoming(request, item.length)
-            return partial(self._begin, self.incoming), request
+            return partial(self._begin, self.incoming, refusal), request
         incoming = self.incoming
         if isinstance(item, BodyChunk):
             return partial(self._write, incoming, item.data), incoming.request
@@ -56,7 +57,9 @@ class UploadExchange:
         return partial(self._end, incoming, item.complete), incoming.request
 
     @defer.inlineCallbacks
-    def _begin(self, incoming, request):
+    def _begin(self, incoming, refusal, request):
+        if refusal is not None:
+            raise refusal
         self.dialect.check_own_account(request)
         transfers = self.dialect.chat.transfers
         session = self.dialect.session
