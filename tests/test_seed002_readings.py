@@ -366,6 +366,9 @@ READINGS = [
     (b"user_account: +86101\nmessage_type: call\nfriends: +8200001\n\n", "400", "missing field: cell_key"),
     (b"user_account: +86101\nmessage_type: voice\nfriends: +8200001 +86101\ntext: a\n\n", "400",
      "friends must name one account for voice"),
+    (b"user_account: +86101\nmessage_type: text\ntext: a\nfriends: +8200001\nfriends: +86101\n\n", "200", None),
+    (b"user_account: +86101\ntext: a\nfriends: +8200001\n\n", "400", "missing field: message_type"),
+    (b"user_account: +86101\nfriends: +8200001\ncell_key: k\n\n", "400", "missing field: message_type"),
     (b"user_account: %FF\nmessage_type: text\ntext: a\nfriends: +8200001\n\n", "400",
      "user_account is not valid URL-encoded UTF-8"),
 ]

@@ -30,6 +30,8 @@ from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, H
 SEED_ALIASES = {"registered": "register", "send_message": "text"}  # the seed's names, and its SendMessage
 # Fields naming accounts: seed 002 writes accounts URL-encoded in names (%2B86101), so these are decoded.
 ACCOUNT_FIELDS = ("user_account", "friends", "account", "with_user", "friend", "member")
+REPEATABLE = frozenset({"friends"})  # friends: a, then friends: b, names both
+KEY_REQUEST_FIELDS = {"user_account", "friends", "call_type", "type", "body"}  # seed 002's key request
 JSON_BODY = {"content-type": "application/json"}
 QUEUED_ITEM_COST = 256  # bytes counted per decoded message waiting to run
 BODY_IDLE_TIMEOUT = 10.0  # seconds without a byte of a body before it is cut off
@@ -40,7 +42,7 @@ class HeaderDialect(Dialect):
 
     def __init__(self, transport, chat, peer_host):
         super().__init__(transport, chat, peer_host)
-        self.decoder = HeaderDecoder(streamed=is_upload)
+        self.decoder = HeaderDecoder(streamed=is_upload, repeatable=REPEATABLE)
         self.uploads = UploadExchange(self)
         self._items = deque()
         self._idle_call = None
@@ -103,8 +105,8 @@ class HeaderDialect(Dialect):
             except Rejected as rejected:
                 return self.uploads.handler_for(item, rejected.request, rejected.error)
         request = _read_request(item)
-        if "message_type" not in request and "friends" in request:  # seed 002's call key request, sent here
-            return self.cmd_call_key, request
+        if "message_type" not in request and "friends" in request and request.keys() <= KEY_REQUEST_FIELDS:
+            return self.cmd_call_key, request  # seed 002's call key request, sent here
         if not request.get("message_type"):
             raise Rejected(request, BadRequest("missing field: message_type"))
         message_type = request["message_type"].lower()

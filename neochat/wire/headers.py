@@ -65,14 +65,16 @@ class HeaderDecoder:
 
     def __init__(
         self, max_line: int = 8192, max_headers: int = 64, max_body: int = 16 * 1024 * 1024,
-        streamed: Callable[[dict[str, str]], bool] = _never,
+        streamed: Callable[[dict[str, str]], bool] = _never, repeatable: frozenset = frozenset(),
     ):
         self.max_line = max_line
         self.max_headers = max_headers
         self.max_body = max_body  # of a body held whole; a streamed one has no limit here
         self.streamed = streamed
+        self.repeatable = repeatable  # keys that may come more than once: their values are joined by a space
         self._buffer = bytearray()
         self._headers: dict[str, str] = {}  # headers of the message being read
+        self._lines = 0  # its header lines so far (a repeated key counts each time)
         self._error: tuple[int, str] | None = None  # its first error, reported at its blank line
         self._discarding_line = False  # inside an over-long line, dropping bytes up to "\n"
         self._body_left = 0  # body bytes still expected; while > 0 the decoder reads a body
@@ -107,14 +109,14 @@ class HeaderDecoder:
         """The stream ended: a header block without its blank line ends here, an
         unsized streamed body is complete, and a sized body still owed is not."""
         decoded: list = []
-        if not self.in_body and not self._discarding_line:
+        if not self.in_body:
             line = bytes(self._buffer).removesuffix(b"\r")
-            if line:
+            if line and not self._discarding_line:
                 self._header_line(line)
             if self._headers or self._error:
                 self._end_headers(decoded)
-        self._discarding_line = False
-        self._buffer.clear()
+            self._discarding_line = False
+            self._buffer.clear()
         if self._streaming:
             decoded.append(self._end_stream(self._stream_left is None))
         else:
@@ -165,15 +167,18 @@ class HeaderDecoder:
             self._fail(431, "header line too long")
         elif not colon or not _KEY.fullmatch(key) or b"\r" in raw_value:
             self._fail(400, "bad header line")
-        elif key in self._headers:
+        elif key in self._headers and key not in self.repeatable:
             self._fail(400, "duplicate header")
-        elif len(self._headers) >= self.max_headers:
+        elif self._lines >= self.max_headers:
             self._fail(431, "too many headers")
         else:
+            self._lines += 1
             try:
-                self._headers[key] = raw_value.strip(b" \t").decode("utf-8")
+                value = raw_value.strip(b" \t").decode("utf-8")
             except UnicodeDecodeError:
                 self._fail(400, "invalid utf-8")
+                return
+            self._headers[key] = f"{self._headers[key]} {value}" if key in self._headers else value
 
     def _fail(self, stat: int, reason: str) -> None:
         if self._error is None:
@@ -181,7 +186,7 @@ class HeaderDecoder:
 
     def _end_headers(self, decoded: list) -> None:
         """The blank line ending a message: report it or its error, then expect its body."""
-        headers, self._headers = self._headers, {}
+        headers, self._headers, self._lines = self._headers, {}, 0
         error, self._error = self._error, None
         streamed = error is None and self.streamed(headers)
         declared = headers.pop("content-length", None)
