@@ -368,6 +368,8 @@ READINGS = [
      "friends must name one account for voice"),
     (b"user_account: +86101\nmessage_type: text\ntext: a\nfriends: +8200001\nfriends: +86101\n\n", "200", None),
     (b"user_account: +86101\ntext: a\nfriends: +8200001\n\n", "400", "missing field: message_type"),
+    (b"user_account: +86101\nmessage_type: text\ntext: a\nfriends: +8200001\ngroup_id: all\n\n", "400",
+     "give friends or group_id, not both"),
     (b"user_account: +86101\nfriends: +8200001\ncell_key: k\n\n", "400", "missing field: message_type"),
     (b"user_account: %FF\nmessage_type: text\ntext: a\nfriends: +8200001\n\n", "400",
      "user_account is not valid URL-encoded UTF-8"),

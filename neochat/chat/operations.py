@@ -7,7 +7,7 @@ may also go by the names a seed gives it (``aliases``: seed 002's ``grop_id``,
 ``number``).  Every operation needs a logged-in session.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from neochat.chat import inbox
 from neochat.chat.errors import BadRequest, NotLoggedIn
@@ -48,7 +48,8 @@ def _optional(*names, kind=STR):
 
 
 FRIEND = (Param("friend"),)
-GROUP = (Param("group_id", aliases=("grop_id",)),)  # GetOldMessage(grop_id, ...) in seed 002
+GROUP_ID = Param("group_id", aliases=("grop_id",))  # GetOldMessage(grop_id, ...) in seed 002
+GROUP = (GROUP_ID,)
 GROUP_MEMBER = GROUP + (Param("member"),)
 PAGE_SIZE = Param("count", INT, required=False, aliases=("number",))  # GetOldMessage(..., number)
 
@@ -86,8 +87,8 @@ OPERATIONS = {
         Operation(
             "get_old_message",
             lambda c, s, **page: c.history(s, **page),
-            _optional("with_user") + (Param("group_id", required=False, aliases=("grop_id",)),)
-            + _optional("before_id", kind=INT) + (PAGE_SIZE,),
+            _optional("with_user") + (replace(GROUP_ID, required=False),) + _optional("before_id", kind=INT)
+            + (PAGE_SIZE,),
         ),
         Operation("get_message", lambda c, s, **page: inbox.take_pending(c, s, **page), (PAGE_SIZE,)),
         Operation(

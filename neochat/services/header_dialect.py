@@ -20,7 +20,7 @@ from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotL
 from neochat.chat.fanout import recipients, send_to_each
 from neochat.chat.files import references
 from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
-from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.operations import GROUP_ID, IDS, INT, OPERATIONS
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected
@@ -191,7 +191,9 @@ class HeaderDialect(Dialect):
         if text is None:
             raise BadRequest("missing field: text (or a content-length body)")
         client_id = request.get("client_id")
-        group_id = request.get("group_id", request.get("grop_id"))
+        group_id = GROUP_ID.pick(request)
+        if request.get("friends") is not None and group_id is not None:
+            raise BadRequest("give friends or group_id, not both")
         if request.get("friends") is not None:
             names = recipients(request["friends"])
             if len(names) > 1:
