@@ -94,7 +94,8 @@ class Dialect:
         while not self._busy:
             item = self.next_item()
             if item is None:
-                if self._input_ended:
+                if self._input_ended:  # all answered: the account goes offline now, not at the close
+                    self.chat.disconnected(self.session)
                     self.close()
                 break
             self._dispatch(item)
