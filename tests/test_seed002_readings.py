@@ -244,7 +244,7 @@ def test_get_message_returns_and_acknowledges_pending_messages_oldest_first(serv
         page = yield client.next("get_message", reply=True)
         assert [m["text"] for m in page["messages"]] == ["n0", "n1", "n2"] and page["more"] == "true"
     else:
-        ok, page = yield client.op("get_message", count=3)
+        ok, page = yield client.op("get_message", number=3)
         assert [m["content"] for m in page["messages"]] == ["n0", "n1", "n2"] and page["more"] is True
     ok, page = yield client.op("get_message")
     assert ok and len(page["messages"]) == 2 and page["more"] in (False, "false")

@@ -66,7 +66,8 @@ class JsonDialect(Dialect):
     def _run_operation(self, operation, request):
         fields = {}
         for param in operation.params:
-            value = field(request, param.name, JSON_KINDS.get(param.kind, str), required=param.required)
+            given = {param.name: param.pick(request)}  # under its name or a seed's alias (number, grop_id)
+            value = field(given, param.name, JSON_KINDS.get(param.kind, str), required=param.required)
             if param.kind == IDS and not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
                 raise BadRequest(f"wrong type for field: {param.name}")
             if value is not None:
