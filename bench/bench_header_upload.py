@@ -11,11 +11,10 @@ half).  It samples the server's resident memory all along.
 
 import argparse
 import socket
-import threading
 import time
 
 from bench_transfer import Client, chunks  # bench/bench_transfer.py
-from server import neochat  # bench/server.py
+from server import neochat, rss_sampled  # bench/server.py
 
 
 def header_connection(port, account):
@@ -73,32 +72,21 @@ def main():
     size = args.megabytes * 1024 * 1024
     limit = str(args.megabytes + 1)
     with neochat("--max-file-size", limit, "--user-quota", limit) as (port, server):
-        baseline = server.memory_info().rss
-        peak = [baseline]
-        done = threading.Event()
-
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], server.memory_info().rss)
-                time.sleep(0.05)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
         rates = {}
-        for name, upload in (("seed 002, no length, half-close", upload_without_length),
-                             ("seed 002, content-length", upload_with_length),
-                             ("seed 000 in-band (reference)", in_band_offer)):
-            started = time.perf_counter()
-            upload(port, size)
-            rates[name] = size / 2**20 / (time.perf_counter() - started)
-        done.set()
-        sampler.join()
+        with rss_sampled(server) as memory:
+            for name, upload in (("seed 002, no length, half-close", upload_without_length),
+                                 ("seed 002, content-length", upload_with_length),
+                                 ("seed 000 in-band (reference)", in_band_offer)):
+                started = time.perf_counter()
+                upload(port, size)
+                rates[name] = size / 2**20 / (time.perf_counter() - started)
     reference = rates["seed 000 in-band (reference)"]
     print(f"file                              {size / 2**20:.0f} MiB")
     for name, rate in rates.items():
         print(f"{name:33} {rate:.0f} MiB/s  (x{rate / reference:.2f} of the reference)")
-    print(f"server RSS before                 {baseline / 2**20:.1f} MiB")
-    print(f"server RSS peak                   {peak[0] / 2**20:.1f} MiB (+{(peak[0] - baseline) / 2**20:.1f} MiB)")
+    before, peak = memory["before"], memory["peak"]
+    print(f"server RSS before                 {before / 2**20:.1f} MiB")
+    print(f"server RSS peak                   {peak / 2**20:.1f} MiB (+{(peak - before) / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
