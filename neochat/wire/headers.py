@@ -219,7 +219,6 @@ class HeaderDecoder:
         self._body_left -= taken
         return pos + taken
 
-
     def _start_stream(self, headers: dict, length: int | None, decoded: list) -> None:
         decoded.append(BodyStart(headers, length))
         if length == 0:
