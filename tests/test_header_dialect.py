@@ -6,6 +6,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from neochat.wire.headers import BAD_LINE
 
 
 def read_message(sock, buffer):
@@ -77,7 +78,7 @@ def test_multi_line_text_travels_as_a_body(server):
 
 @pytest.mark.parametrize("raw,stat,reason", [
     (b"message_type: dance\n\n", "400", "unknown message_type"),
-    (b"message_type: text\nno colon here\n\n", "400", "bad header line"),
+    (b"message_type: text\nno colon here\n\n", "400", BAD_LINE),
     (b"message_type: text\nuser_account: a\nfriends: b\n\n", "401", "not logged in"),
     (b"message_type: login\nuser_account: a\n\n", "400", "missing field: user_password"),
     (b"message_type: text\ncontent-length: ten\n\n", "400", "bad content-length"),

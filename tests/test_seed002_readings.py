@@ -14,7 +14,7 @@ from twisted.internet import defer, threads
 
 from neochat.chat.files import FileLimits
 from neochat.services.header_dialect import HeaderDialect
-from neochat.wire.headers import HeaderDecoder
+from neochat.wire.headers import BAD_LINE, HeaderDecoder
 
 README = Path(__file__).parent.parent / "README.md"
 SEED_UPLOAD = b"task_id: 1\nuser_account: +86101\ntime: 10012312312311\n\n0x00\n"
@@ -371,6 +371,7 @@ READINGS = [
     (b"user_account: +86101\nmessage_type: text\ntext: a\nfriends: +8200001\ngroup_id: all\n\n", "400",
      "give friends or group_id, not both"),
     (b"user_account: +86101\nfriends: +8200001\ncell_key: k\n\n", "400", "missing field: message_type"),
+    (b"user_account: +86101\nmessage_type: text\ntext: line 1\nline 2\nfriends: +8200001\n\n", "400", BAD_LINE),
     (b"user_account: %FF\nmessage_type: text\ntext: a\nfriends: +8200001\n\n", "400",
      "user_account is not valid URL-encoded UTF-8"),
 ]

@@ -3,7 +3,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neochat.wire.headers import (
-    BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, HeaderMessage, encode_message,
+    BAD_LINE, BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, HeaderMessage, encode_message,
 )
 
 SEED_LOGIN = (
@@ -147,7 +147,7 @@ def test_too_many_headers_is_431():
     "line", [b"no colon here", b"bad key: v", b": v", b"k\xc3\xa9y: v", b"a: b\rc"])
 def test_bad_header_line_is_400_and_the_next_message_still_parses(line):
     data = b"message_type: login\n" + line + b"\nuser: a\n\n" + NEXT
-    assert decode(data) == [HeaderError(400, "bad header line", "login"), NEXT_MESSAGE]
+    assert decode(data) == [HeaderError(400, BAD_LINE, "login"), NEXT_MESSAGE]
 
 
 def test_duplicate_key_is_400():
@@ -223,17 +223,17 @@ def test_invalid_utf8_is_400_and_the_next_message_still_parses():
 
 
 def test_error_has_no_message_type_when_it_is_unknown():
-    assert decode(b"garbage\n\n") == [HeaderError(400, "bad header line", None)]
+    assert decode(b"garbage\n\n") == [HeaderError(400, BAD_LINE, None)]
 
 
 def test_broken_message_with_a_body_skips_its_body():
     data = b"message_type: text\nbad line\ncontent-length: 6\n\nx: y\n\n" + NEXT
-    assert decode(data) == [HeaderError(400, "bad header line", "text"), NEXT_MESSAGE]
+    assert decode(data) == [HeaderError(400, BAD_LINE, "text"), NEXT_MESSAGE]
 
 
 def test_first_error_of_a_message_is_reported():
     data = b"bad line\nx: \xff\n\n"
-    assert decode(data) == [HeaderError(400, "bad header line")]
+    assert decode(data) == [HeaderError(400, BAD_LINE)]
 
 
 def test_encode_writes_lines_then_blank_line_then_body():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 _KEY = re.compile(r"[a-z0-9_-]+")
 _MAX_LENGTH_DIGITS = 18  # longer content-length values are rejected before int() sees them
+BAD_LINE = "bad header line: send key: value lines; text with line breaks goes in a content-length body"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class HeaderDecoder:
         if len(line) > self.max_line:
             self._fail(431, "header line too long")
         elif not colon or not _KEY.fullmatch(key) or b"\r" in raw_value:
-            self._fail(400, "bad header line")
+            self._fail(400, BAD_LINE)
         elif key in self._headers and key not in self.repeatable:
             self._fail(400, "duplicate header")
         elif self._lines >= self.max_headers:
