@@ -77,7 +77,7 @@ class Connection:
 def mutations_never_leave_a_deaf_connection(port):
     setup = Connection(port)
     setup.send(b"message_type: registered\nuser_account: mutant\nuser_password: pw\n\n")
-    assert setup.wait_for("registered")
+    assert any(setup.wait_for("registered") for _ in range(ATTEMPTS))
     setup.sock.close()
 
     @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
@@ -86,7 +86,7 @@ def mutations_never_leave_a_deaf_connection(port):
         connection = Connection(port)
         try:
             connection.send(b"message_type: login\nuser_account: mutant\nuser_password: pw\n\n")
-            assert connection.wait_for("login")
+            assert any(connection.wait_for("login") for _ in range(ATTEMPTS))  # a busy machine is slow
             connection.send(request)
             for _ in range(ATTEMPTS):
                 connection.send(PROBE)
