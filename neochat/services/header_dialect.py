@@ -25,7 +25,7 @@ from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected
 from neochat.services.header_upload import UploadExchange, is_upload
-from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, HeaderMessage, encode_message
+from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_message
 
 SEED_ALIASES = {"registered": "register", "send_message": "text"}  # the seed's names, and its SendMessage
 # Fields naming accounts: seed 002 writes accounts URL-encoded in names (%2B86101), so these are decoded.
