@@ -16,7 +16,7 @@ from neochat.chat.model import (
     LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft, group_conversation,
     private_conversation,
 )
-from neochat.chat.profiles import Profiles
+from neochat.chat.profiles import Profiles, check_profile
 from neochat.chat.session import Session
 from neochat.store.database import MissingReference, NotAMember
 
@@ -50,9 +50,10 @@ class Chat:
     def new_session(self, sink, peer_host):
         return Session(self, sink, peer_host)
 
-    def register(self, account, password):
+    def register(self, account, password, profile=None):
+        """``profile``: seed 002's user-table fields, stored with the account."""
         self.accounts.admission.check_registration()
-        registered = self._track(self.accounts.register(account, password))
+        registered = self._track(self.accounts.register(account, password, check_profile(profile or {})))
         return registered.addCallback(lambda result: (audit.registered(account), result)[1])
 
     @defer.inlineCallbacks

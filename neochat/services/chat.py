@@ -3,16 +3,24 @@
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
 
 
+@implementer(IHalfCloseableProtocol)
 class ChatProtocol(Protocol):
-    """Picks the dialect from the first non-blank byte: ``{`` means JSON."""
+    """Picks the dialect from the first non-blank byte: ``{`` means JSON.
+
+    A client that half-closes (``nc -q1``) still gets every reply: what it
+    sent in full runs, and the connection closes after the last answer.
+    """
 
     def __init__(self, factory):
         self.factory = factory
@@ -26,12 +34,25 @@ class ChatProtocol(Protocol):
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
             self._early = b""
-            if not data:
+            if data.startswith(BOM):  # a byte order mark before the first message
+                data = data[len(BOM):].lstrip(WHITESPACE)
+            if BOM.startswith(data):  # nothing yet, or the start of a byte order mark
+                self._early = data
                 return
             self.dialect = self.factory.dialect_for(data[:1])(
                 self.transport, self.factory.chat, self.transport.getPeer().host
             )
         self.dialect.data_received(data)
+
+    def readConnectionLost(self):
+        if self.dialect is None:
+            self.transport.loseConnection()
+        else:
+            self.dialect.input_ended()
+
+    def writeConnectionLost(self):
+        """Only we could shut our side, and we never half-close."""
+        self.transport.loseConnection()
 
     def connectionLost(self, reason):
         self.factory.connections.discard(self)
@@ -68,8 +89,9 @@ class ChatFactory(Factory):
 
 
 def default_dialects():
-    """``{`` opens a JSON object; anything else starts a header line."""
-    return {b"{": JsonDialect, None: HeaderDialect}
+    """``{`` opens a JSON object (``[`` a JSON array, answered with an error
+    that asks for an object); anything else starts a header line."""
+    return {b"{": JsonDialect, b"[": JsonDialect, None: HeaderDialect}
 
 
 class ChatService(service.Service):
