@@ -38,7 +38,17 @@ def test_a_port_in_use_fails_the_start(tmp_path):
         result = run_twistd(["--listen", f"tcp:{port}:interface=127.0.0.1", "--cell", "0", "--ftp", "0",
                              "--data-dir", "data"], tmp_path)
     assert_failed_start(result, f"cannot listen on 127.0.0.1:{port}", "Address already in use",
-                        "choose another one")
+                        "choose another one (--listen)")
+
+
+def test_an_ftp_port_in_use_names_the_ftp_options(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_twistd(["--listen", "tcp:0:interface=127.0.0.1", "--cell", "0", "--ftp", str(port),
+                             "--ftp-interface", "127.0.0.1", "--data-dir", "data"], tmp_path)
+    assert_failed_start(result, "ftp server: [Errno 98] Address already in use; check --ftp, --ftp-interface")
 
 
 def test_a_second_server_on_the_same_data_dir_fails_the_start(tmp_path):

@@ -30,10 +30,17 @@ class StartFailed(Exception):
         super().__init__(f"{what}; {hint}")
 
 
-def describe(failure, database):
-    """One line for a failed start: what failed and what to do; None for an
+# What to change when a service cannot start, by service name.
+OPTIONS = {"admin": "--data-dir", "metrics": "--metrics", "chat": "--listen", "cell": "--cell, --cell-interface",
+           "ftp": "--ftp, --ftp-interface"}
+
+
+def describe(failure, database, service=None):
+    """One line for a failed start of ``service`` (a child's name, or None
+    for the database or the whole): what failed and what to do; None for an
     unexpected error (a bug: its traceback is what helps)."""
     error = unwrap(failure).value
+    option = f" ({OPTIONS[service]})" if service in OPTIONS else ""
     if isinstance(error, StartFailed):
         return str(error)
     if isinstance(error, CannotListenError) and isinstance(error.port, (bytes, str)):  # the admin socket
@@ -43,7 +50,7 @@ def describe(failure, database):
     if isinstance(error, CannotListenError):
         where = f"{error.interface or '*'}:{error.port}"
         return (f"cannot listen on {where}: {error.socketError}; stop whatever holds the port"
-                " or choose another one")
+                f" or choose another one{option}")
     if isinstance(error, SchemaTooNew):
         return str(error)
     if isinstance(error, ModuleNotFoundError) and error.name == "MySQLdb":
@@ -52,7 +59,9 @@ def describe(failure, database):
         return (f"database {database} unusable: {_message(error)}; check that it runs and that"
                 " --db (or $NEOCHAT_DB) names it with the right user and password")
     if isinstance(error, (OSError, ValueError)):  # files, addresses, URLs
-        return _message(error)
+        if service is None:
+            return _message(error)
+        return f"{service} server: {_message(error)}; check {OPTIONS.get(service, 'its options')}"
     return None
 
 

@@ -17,6 +17,7 @@ from neochat.chat import audit
 log = Logger()
 
 PENDING_REFRESH_SECONDS = 10
+DIALECTS = {"JsonDialect": "json", "HeaderDialect": "header"}
 COUNTERS = (  # audit event -> (metric, help, label name)
     ("login", "neochat_logins", "Logins by result", "result"),
     ("message", "neochat_messages", "Messages accepted by kind", "kind"),
@@ -73,9 +74,6 @@ class NeoChatCollector:
             if name.startswith("dropped_"):
                 dropped.add_metric([name[len("dropped_"):]], number)
         yield dropped
-
-
-DIALECTS = {"JsonDialect": "json", "HeaderDialect": "header"}
 
 
 class MetricsPage(resource.Resource):

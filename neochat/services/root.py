@@ -119,7 +119,8 @@ class NeoChatService(service.MultiService):
             lifecycle.notify_systemd("READY=1")
 
     def _failed_to_start(self, failure):
-        reason = lifecycle.describe(failure, self.db.dialect.describe())
+        service = list(self)[failure.value.index].name if failure.check(defer.FirstError) else None
+        reason = lifecycle.describe(failure, self.db.dialect.describe(), service)
         if reason is None:
             log.failure("NeoChat could not start", lifecycle.unwrap(failure))
         else:
