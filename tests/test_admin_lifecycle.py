@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
+from twisted.application import service
+from twisted.internet import defer, reactor, task
 
 from neochat.services import lifecycle
+from neochat.services.root import build_service
 from tests.twistd_process import Server, free_port, run_twistd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +185,31 @@ async def test_a_checkpoint_makes_the_sqlite_file_alone_complete(server, setting
     assert accounts_in_a_copy("before.sqlite") == []  # the row is still in the WAL
     await server.root.admin_store.checkpoint()
     assert accounts_in_a_copy("after.sqlite") == [("alice",)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_that_hangs_is_forced_after_the_timeout(settings, monkeypatch):
+    forced = []
+    monkeypatch.setattr(lifecycle, "force_exit", forced.append)
+    monkeypatch.setattr(lifecycle, "STOP_TIMEOUT", 0.2)
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    root = build_service(settings, reactor, owns_process=True)
+    stuck = defer.Deferred()
+
+    class Stuck(service.Service):
+        def stopService(self):
+            super().stopService()
+            return stuck
+
+    Stuck().setServiceParent(root)
+    try:
+        root.startService()
+        await root.ready
+        stopping = root.stopService()
+        await task.deferLater(reactor, 0.5, lambda: None)
+        assert forced == ["still stopping after 0.2 s"]
+        stuck.callback(None)
+        await stopping
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
