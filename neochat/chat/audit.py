@@ -36,9 +36,11 @@ def logout(account, address, reason):
              reason=reason)
 
 
-def registered(account):
+def registered(result, account):
+    """A Deferred callback: passes ``result`` on."""
     count("registration")
     log.info("registered {account}", audit="registration", account=account)
+    return result
 
 
 def kicked(account, reason):

@@ -53,8 +53,8 @@ class Chat:
     def register(self, account, password, profile=None):
         """``profile``: seed 002's user-table fields, stored with the account."""
         self.accounts.admission.check_registration()
-        registered = self._track(self.accounts.register(account, password, check_profile(profile or {})))
-        return registered.addCallback(lambda result: (audit.registered(account), result)[1])
+        registering = self._track(self.accounts.register(account, password, check_profile(profile or {})))
+        return registering.addCallback(audit.registered, account)
 
     @defer.inlineCallbacks
     def login(self, session, account, password, acknowledges=False):
