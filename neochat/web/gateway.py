@@ -137,6 +137,8 @@ class GatewayProtocol(WebSocketServerProtocol):
     dialect = None
 
     def onConnect(self, request):
+        if self.factory.chat.accounts.admission.address_banned(self.transport.getPeer().host):
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "address banned")  # neochatctl ban --address
         origin = request.headers.get("origin")
         if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
