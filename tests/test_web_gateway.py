@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from neochat.chat.admission import ADDRESS
 from neochat.tap import Options
 from tests.web_clients import WsClient, download, http, upload
 
@@ -47,6 +48,17 @@ def test_origin_must_be_the_page_or_allowed(server):
         assert " 101 " in accepted + " ", origin
     other_host = yield threads.deferToThread(handshake, port, f"http://127.0.0.1:{port}", "chat.example.net")
     assert " 403 " in other_host + " "
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_banned_address_is_refused_at_the_handshake(server):
+    admission = server.chat.accounts.admission
+    admission.ban(ADDRESS, "127.0.0.0/8")
+    refused = yield threads.deferToThread(handshake, server.http_port, None)
+    assert " 403 " in refused + " "
+    admission.unban(ADDRESS, "127.0.0.0/8")
+    accepted = yield threads.deferToThread(handshake, server.http_port, None)
+    assert " 101 " in accepted + " "
 
 
 @pytest_twisted.inlineCallbacks
