@@ -213,6 +213,19 @@ def test_an_upload_cut_off_leaves_nothing(server):
     assert [row["name"] for row in (yield files.readable_files("alice"))] == [json.loads(body)["name"]]
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_file_body_sent_elsewhere_is_not_kept(server):
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    token = (yield ws.request({"message_type": "web_token"}))["token"]
+    headers = {"Authorization": f"Bearer {token}", "X-File-Name": "stray.txt"}
+    status, _, _ = yield threads.deferToThread(http, server.http_port, "POST", "/", b"x" * 1000, headers)
+    assert status == 405
+    files = server.root.files
+    assert list(files.partial_directory.iterdir()) == []
+    assert (yield files.readable_files("alice")) == []
+
+
 def test_http_is_off_unless_asked_for():
     options = Options()
     options.parseOptions([])

@@ -130,6 +130,11 @@ class StreamingRequest(server.Request):
         if self.body is not None:
             self.body.write(data)
 
+    def finish(self):
+        if self.body is not None:
+            self.body.abort()  # a body no upload handler took; harmless once finished
+        super().finish()
+
     def connectionLost(self, reason):
         if self.body is not None:
             self.body.abort()

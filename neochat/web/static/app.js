@@ -301,6 +301,12 @@ $("register-btn").onclick = () => enter(true);
 $("logout-btn").onclick = () => { session.logout(); state.conversations.clear(); state.current = null; };
 $("back-btn").onclick = () => { $("chat-view").classList.remove("in-chat"); state.current = null; renderContacts(); };
 $("older-btn").onclick = () => loadHistory(state.conversations.get(state.current));
+$("messages").onscroll = () => { // scrolling to the top loads the page before it
+  if ($("messages").scrollTop === 0 && !$("older-btn").hidden && !state.loading) {
+    state.loading = true;
+    loadHistory(state.conversations.get(state.current)).finally(() => { state.loading = false; });
+  }
+};
 $("members-btn").onclick = () => ($("members").hidden ? showMembers() : ($("members").hidden = true));
 $("composer").onsubmit = (event) => {
   event.preventDefault();
