@@ -175,3 +175,29 @@ def test_a_network_drop_loses_and_doubles_nothing(server, browser):
     while not words or words[-1] != "marker after the reconnect":
         words.append((yield carol.next("word"))["content"])
     assert words == ["typed while offline ✈️", "marker after the reconnect"]
+
+
+def scroll_back(browser, base_url):
+    page = new_page(browser, base_url)
+    page.fill("#login-user", "erin")
+    page.fill("#login-pass", "secret")
+    page.click("#login-btn")
+    page.click("#contacts li[data-key='u:frank']")
+    page.wait_for_selector("#message-list li:has-text('old 34')")
+    first_page = page.locator("#message-list li").count()
+    page.click("#older-btn")
+    page.wait_for_selector("#message-list li:has-text('old 0')")
+    return first_page, page.locator("#message-list li").count(), page.is_hidden("#older-btn")
+
+
+@pytest_twisted.inlineCallbacks
+def test_history_scrolls_back_page_by_page(server, browser):
+    erin, frank = yield server.logged_in("erin", "frank")
+    for n in range(35):
+        frank.send({"message_type": "word", "chat_type": "private", "send_user": "frank",
+                    "rece_user": "erin", "content": f"old {n}"})
+    for _ in range(35):
+        yield erin.next("word")
+    erin.close()
+    counts = yield browser.run(scroll_back, f"http://127.0.0.1:{server.http_port}")
+    assert counts == (30, 35, True)
