@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neochat.chat.calls import CallLimits
+from neochat.chat.throttle import ThrottleSettings
 from neochat.services.ftp import FtpSettings
 
 DB_URL_VARIABLE = "NEOCHAT_DB"
@@ -16,9 +17,16 @@ class Settings:
     # Database URL; None means $NEOCHAT_DB, else SQLite in data_dir.
     db_url: str = None
     data_dir: Path = Path("neochat-data")
-    # argon2id cost.  The defaults are argon2-cffi's (RFC 9106 low-memory).
-    hash_time_cost: int = 3
-    hash_memory_kib: int = 65536
+    # argon2id cost: OWASP's baseline (t=2, 19 MiB, p=1), hashed by
+    # hash_threads threads with at most hash_queue more waiting (then 503).
+    hash_time_cost: int = 2
+    hash_memory_kib: int = 19456
+    hash_threads: int = 2
+    hash_queue: int = 64
+    # Resume tokens last this long (seconds); the key is in data_dir.
+    token_lifetime: float = 7 * 24 * 3600
+    registration: str = "open"  # or "closed"
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     # Private chat only between accepted friends.
     friends_only: bool = False
     # The cell server (calls, docs/protocol.md "Calls").  Port ranges are

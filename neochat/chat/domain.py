@@ -49,22 +49,24 @@ class Chat:
     def new_session(self, sink, peer_host):
         return Session(self, sink, peer_host)
 
-    def register(self, account, password):
-        return self._track(self.accounts.register(account, password))
+    def register(self, account, password, address=None):
+        return self._track(self.accounts.register(account, password, address))
 
     @defer.inlineCallbacks
-    def login(self, session, account, password, acknowledges=False):
-        """Authenticate and attach.  Live events are held until ``welcome``."""
+    def login(self, session, account, password, acknowledges=False, token=None):
+        """Authenticate (by password or resume token) and attach; returns a
+        fresh resume token.  Live events are held until ``welcome``."""
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
-        yield self.accounts.authenticate(account, password)
+        token = yield self.accounts.authenticate(account, password, session.peer_host, token)
         if session.closed:
             return
         session.account = account
         session.acknowledges = bool(acknowledges)
         session.hold()
         self.router.attach(account, session)
+        return token
 
     @defer.inlineCallbacks
     def welcome(self, session):
@@ -97,7 +99,7 @@ class Chat:
         """The account goes for good, with its files (from disk and
         database together), messages, friendships and the groups it created."""
         self._require_login(session)
-        yield self.accounts.authenticate(session.account, password)
+        yield self.accounts.authenticate(session.account, password, session.peer_host)
         yield self._track(self.files.delete_account_files(session.account))
         yield self._track(self.store.users.delete(session.account))
         self.logout(session)

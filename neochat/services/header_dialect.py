@@ -98,18 +98,25 @@ class HeaderDialect(Dialect):
     # -- the seed's messages -------------------------------------------------
 
     def cmd_register(self, request):
-        d = self.chat.register(_required(request, "user_account"), _required(request, "user_password"))
+        d = self.chat.register(
+            _required(request, "user_account"), _required(request, "user_password"), self.session.peer_host
+        )
         return d.addCallback(lambda _: {})
 
     @defer.inlineCallbacks
     def cmd_login(self, request):
-        yield self.chat.login(
+        token = request.get("token")
+        fresh = yield self.chat.login(
             self.session,
             _required(request, "user_account"),
-            _required(request, "user_password"),
+            request.get("user_password") if token is not None else _required(request, "user_password"),
             acknowledges=request.get("acks") in ("1", "true", "yes"),
+            token=token,
         )
-        self.transport.write(encode_message({"message_type": request["message_type"], "stat": "200"}))
+        reply = {"message_type": request["message_type"], "stat": "200"}
+        if request.get("resume") in ("1", "true", "yes") or token is not None:
+            reply["token"] = fresh
+        self.transport.write(encode_message(reply))
         yield self.chat.welcome(self.session)
 
     def cmd_leave_message(self, request):

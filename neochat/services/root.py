@@ -10,7 +10,10 @@ from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
+from neochat.chat.hashing import HashPool
 from neochat.chat.routing import LocalRouter
+from neochat.chat.throttle import Throttle
+from neochat.chat.tokens import ResumeTokens, load_secret
 from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
@@ -22,6 +25,7 @@ log = Logger()
 
 LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
+TOKEN_KEY_FILE = "token.key"
 
 
 class NeoChatService(service.MultiService):
@@ -34,10 +38,15 @@ class NeoChatService(service.MultiService):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(dialect_from_url(settings.database_url(), settings.data_dir), reactor)
         self.store = Store(self.db)
-        hasher = PasswordHasher(
-            time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
+        self.accounts = Accounts(
+            self.store.users,
+            PasswordHasher(time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib, parallelism=1),
+            reactor,
+            pool=HashPool(reactor, settings.hash_threads, settings.hash_queue),
+            throttle=Throttle(reactor, settings.throttle),
+            tokens=ResumeTokens(load_secret(settings.data_dir / TOKEN_KEY_FILE), reactor, settings.token_lifetime),
+            registration=settings.registration,
         )
-        self.accounts = Accounts(self.store.users, hasher, reactor)
         self.router = LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
@@ -95,6 +104,7 @@ class NeoChatService(service.MultiService):
         for child in self:
             if child.running:
                 yield defer.maybeDeferred(child.stopService)
+        self.accounts.pool.stop()
         self.db.close()
 
 
