@@ -4,6 +4,7 @@ from pathlib import Path
 
 from twisted.python import usage
 
+from neochat.chat.accounts import CLOSED, OPEN
 from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
@@ -12,6 +13,12 @@ from neochat.services.root import build_service
 
 VOICE_MODES = (RELAY, P2P)
 MIB = 1024 * 1024
+
+
+def registration_mode(text):
+    if text not in (OPEN, CLOSED):
+        raise ValueError(text)
+    return text
 
 
 def voice_mode(text):
@@ -36,8 +43,12 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
-        ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
-        ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
+        ["argon2-time-cost", None, 2, "argon2id passes per password hash.", int],
+        ["argon2-memory", None, 19456, "argon2id memory per password hash, in KiB.", int],
+        ["hash-threads", None, 2, "Threads hashing passwords.", int],
+        ["hash-queue", None, 64, "Password hashes waiting for a thread before logins get 503.", int],
+        ["token-days", None, 7, "Days a resume token stays valid.", float],
+        ["registration", None, "open", "open: anyone may register; closed: nobody.", registration_mode],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
         ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
         ["relay-ports", None, "40000-40999",
@@ -99,6 +110,10 @@ class Options(usage.Options):
             data_dir=Path(self["data-dir"]),
             hash_time_cost=self["argon2-time-cost"],
             hash_memory_kib=self["argon2-memory"],
+            hash_threads=self["hash-threads"],
+            hash_queue=self["hash-queue"],
+            token_lifetime=self["token-days"] * 24 * 3600,
+            registration=self["registration"],
             cell_port=self["cell"],
             cell_interface=self["cell-interface"],
             relay_ports=self["relay-ports"],

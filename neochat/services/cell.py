@@ -13,6 +13,8 @@ Either way the chat server signals: it accepts and closes calls through
 docs/protocol.md ("Calls") is the full description.
 """
 
+import random
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -23,27 +25,33 @@ from neochat.services.relay import CellPortProtocol, MediaRelay, RelayPortProtoc
 
 MAX_UDP = 65535  # read whole datagrams so oversize ones are seen and dropped, not truncated
 ANY_INTERFACE = ("", "0.0.0.0", "::")
+_random = random.SystemRandom()
 
 
 class PortRange:
-    """Port numbers first..last handed out round robin, skipping those in use.
+    """Port numbers first..last handed out at random, skipping those in use, so
+    nobody can guess the next one.
 
     ``PortRange(0, 0)`` means "any free port": it only ever offers 0.
     """
+
+    RANDOM_TRIES = 16  # then a scan from a random place finds what is left
 
     def __init__(self, first, last):
         if not (0 <= first <= last <= 65535) or (first == 0 and last != 0):
             raise ValueError(f"bad port range {first}-{last}")
         self.first = first
         self.size = last - first + 1
-        self._next = 0
 
     def candidates(self, in_use):
-        for step in range(self.size):
-            offset = (self._next + step) % self.size
-            number = self.first + offset
+        for _ in range(self.RANDOM_TRIES):
+            number = self.first + _random.randrange(self.size)
             if number not in in_use:
-                self._next = (offset + 1) % self.size
+                yield number
+        start = _random.randrange(self.size)
+        for step in range(self.size):
+            number = self.first + (start + step) % self.size
+            if number not in in_use:
                 yield number
 
 

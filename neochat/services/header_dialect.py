@@ -153,9 +153,14 @@ class HeaderDialect(Dialect):
         info = yield self.chat.transfers.save_file(self.session, request.get("file_name", "file"), request["body"])
         return {"file": info.name}
 
+    @defer.inlineCallbacks
     def cmd_voice(self, request):
-        """A voice clip (the body) for a friend who is online now."""
+        """A voice clip (the body) for an account online now; with
+        ``--friends-only``, like text, only for a friend."""
         self._check_own_account(request)
+        friend = _required(request, "friends")
+        if self.chat.friends_only and not (yield self.chat.friends.are_friends(self.session.account, friend)):
+            raise Forbidden("not a friend")
         return self._forward(request, "voice", body=request["body"])
 
     def cmd_call_key(self, request):
