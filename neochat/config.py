@@ -16,6 +16,8 @@ class Settings:
     listen: list = field(default_factory=lambda: ["tcp:7000"])
     # Database URL; None means $NEOCHAT_DB, else SQLite in data_dir.
     db_url: str = None
+    # Seconds a request waits for a lost database before "database unavailable".
+    db_retry_seconds: float = 10.0
     data_dir: Path = Path("neochat-data")
     # argon2id cost: OWASP's baseline (t=2, 19 MiB, p=1), hashed by
     # hash_threads threads with at most hash_queue more waiting (then 503).

@@ -43,6 +43,7 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
+        ["db-retry", None, 10.0, "Seconds a request waits for a lost database before failing with 503.", float],
         ["argon2-time-cost", None, 2, "argon2id passes per password hash.", int],
         ["argon2-memory", None, 19456, "argon2id memory per password hash, in KiB.", int],
         ["hash-threads", None, 2, "Threads hashing passwords.", int],
@@ -108,6 +109,7 @@ class Options(usage.Options):
         settings = Settings(
             db_url=self["db"],
             data_dir=Path(self["data-dir"]),
+            db_retry_seconds=self["db-retry"],
             hash_time_cost=self["argon2-time-cost"],
             hash_memory_kib=self["argon2-memory"],
             hash_threads=self["hash-threads"],

@@ -43,6 +43,7 @@ class Chat:
         self._inflight = set()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
+        self._flushing = defer.succeed(None)  # the last flush of _written
 
     # -- sessions --------------------------------------------------------
 
@@ -72,6 +73,10 @@ class Chat:
     def welcome(self, session):
         """After the login reply: announce presence, then replay what the
         account missed, in order, then the live events held meanwhile."""
+        if self._flush_call is not None:  # what went out before must not come back
+            self._flush_call.cancel()
+            self._flush_written()
+        yield defer.DeferredList([self._flushing])
         if session.closed:
             return
         self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
@@ -209,7 +214,7 @@ class Chat:
         """One transaction for everything written since the last turn."""
         self._flush_call = None
         written, self._written = self._written, []
-        self._track(self.store.messages.delivered(written))
+        self._flushing = self._track(self.store.messages.delivered(written))
 
     # -- internals -------------------------------------------------------
 

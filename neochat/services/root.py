@@ -36,7 +36,9 @@ class NeoChatService(service.MultiService):
         super().__init__()
         self.reactor = reactor
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(dialect_from_url(settings.database_url(), settings.data_dir), reactor)
+        self.db = Database(
+            dialect_from_url(settings.database_url(), settings.data_dir), reactor, settings.db_retry_seconds
+        )
         self.store = Store(self.db)
         self.accounts = Accounts(
             self.store.users,
