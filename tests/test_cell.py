@@ -3,12 +3,14 @@
 Real UDP sockets on 127.0.0.1; registry timers run on a task.Clock.
 """
 
+import socket
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
-from neochat.services.cell import CellService, PortRange
+from neochat.services.cell import RECEIVE_BUFFER, CellService, PortRange
 from neochat.services.relay import parse_fields
 from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
@@ -504,3 +506,17 @@ def test_ports_are_handed_out_at_random_and_the_last_free_one_is_found():
     assert sorted(in_use) != list(range(min(in_use), min(in_use) + 20))  # not in sequence
     nearly_full = set(range(40000, 41000)) - {40500}
     assert next(ports.candidates(nearly_full)) == 40500
+
+
+@pytest_twisted.ensureDeferred
+async def test_cell_and_relay_ports_get_the_large_receive_buffer(net):
+    cell = net.cell()
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    for port in (cell.cell_port, call.caller_leg.out, call.callee_leg.out):
+        # Linux caps the size at net.core.rmem_max and reports twice what it set.
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(RECEIVE_BUFFER, rmem_max())
+
+
+def rmem_max():
+    with open("/proc/sys/net/core/rmem_max") as limit:
+        return int(limit.read())

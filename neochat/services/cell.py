@@ -14,6 +14,7 @@ docs/protocol.md ("Calls") is the full description.
 """
 
 import random
+import socket
 
 from twisted.application import service
 from twisted.internet import defer
@@ -25,6 +26,7 @@ from neochat.services.relay import CellPortProtocol, MediaRelay, RelayPortProtoc
 
 MAX_UDP = 65535  # read whole datagrams so oversize ones are seen and dropped, not truncated
 ANY_INTERFACE = ("", "0.0.0.0", "::")
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes; the kernel's default (208 KiB) overflows at a few hundred calls
 _random = random.SystemRandom()
 
 
@@ -65,7 +67,8 @@ class CellService(service.Service):
     """
 
     def __init__(self, calls=None, interface="0.0.0.0", port=10010, relay_ports=(40000, 40999),
-                 client_ports=(41000, 41999), advertised_ip=None, mode=RELAY, reactor=None):
+                 client_ports=(41000, 41999), advertised_ip=None, mode=RELAY, reactor=None,
+                 receive_buffer=RECEIVE_BUFFER):
         if reactor is None:
             from twisted.internet import reactor
         if mode not in (RELAY, P2P):
@@ -82,6 +85,7 @@ class CellService(service.Service):
             raise ValueError("client ports must be real port numbers")
         self.advertised_ip = advertised_ip or interface
         self.mode = mode
+        self.receive_buffer = receive_buffer
         self.relay = MediaRelay(self.registry.clock)
         self.cell_port = None
         self._relay_in_use = set()
@@ -91,7 +95,7 @@ class CellService(service.Service):
     def startService(self):
         super().startService()
         protocol = CellPortProtocol(self.registry, self.relay)
-        self.cell_port = self.reactor.listenUDP(self.port_number, protocol, self.interface, MAX_UDP)
+        self.cell_port = self._listen(self.port_number, protocol)
 
     def stopService(self):
         super().stopService()
@@ -166,10 +170,18 @@ class CellService(service.Service):
     def _listen_relay(self, protocol):
         for number in self.relay_ports.candidates(self._relay_in_use):
             try:
-                return self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
+                return self._listen(number, protocol)
             except CannotListenError:
                 continue  # taken by another program
         raise CallError("server_full")
+
+    def _listen(self, number, protocol):
+        """A UDP port with a receive buffer big enough for bursts (the kernel
+        caps it at net.core.rmem_max)."""
+        port = self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
+        if self.receive_buffer:
+            port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        return port
 
     def _release_client_port(self, ip, number):
         in_use = self._client_in_use[ip]
