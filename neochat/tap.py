@@ -82,7 +82,8 @@ class Options(usage.Options):
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
         max_calls_total (1000), request_timeout (30 s), idle_timeout (60 s),
-        key_requests_per_ip (10) per key_request_window (10 s), and
+        key_requests_per_ip (10) per key_request_window (10 s),
+        unclaimed_keys_per_ip (4), unclaimed_keys_total (256), unclaimed_key_timeout (30 s), and
         audio.* / video.* max_datagram (1400 / 8192 bytes), packets_per_second
         (200 / 2000) and bytes_per_second (64000 / 1250000)."""
         name, _, value = assignment.partition("=")
