@@ -10,6 +10,7 @@ from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
+from neochat.services.tls import ssl_files
 
 VOICE_MODES = (RELAY, P2P)
 MIB = 1024 * 1024
@@ -36,7 +37,8 @@ class Options(usage.Options):
     )
     optFlags = [
         ["friends-only", None, "Private chat only between accepted friends (default: anyone)."],
-        ["ftp-tls-required", None, "Refuse FTP logins and transfers without TLS (needs --ftp-cert)."],
+        ["ftp-tls-required", None,
+         "Refuse FTP logins and transfers without TLS (needs --ftp-cert or an ssl: --listen)."],
     ]
     optParameters = [
         ["db", None, None,
@@ -67,7 +69,8 @@ class Options(usage.Options):
         ["ftp-interface", None, "0.0.0.0", "Interface the FTP server binds."],
         ["ftp-passive-ports", None, None, "FTP passive data ports, FIRST-LAST (default: any free port)."],
         ["ftp-masquerade", None, None, "Address the FTP server announces for passive data (behind NAT)."],
-        ["ftp-cert", None, None, "PEM certificate: enables FTPS (AUTH TLS)."],
+        ["ftp-cert", None, None,
+         "PEM certificate: enables FTPS (AUTH TLS). Default: the first ssl: --listen endpoint's, if any."],
         ["ftp-key", None, None, "PEM private key for --ftp-cert (default: in the certificate file)."],
         ["max-file-size", None, 256, "Largest file, FTP or in-band, in MiB (0: no limit).", int],
         ["user-quota", None, 1024, "Bytes of files one account may own, in MiB (0: no quota).", int],
@@ -104,8 +107,8 @@ class Options(usage.Options):
             raise usage.UsageError("--client-ports needs real port numbers")
         if self["ftp-passive-ports"]:
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
-        if self["ftp-tls-required"] and not self["ftp-cert"]:
-            raise usage.UsageError("--ftp-tls-required needs --ftp-cert")
+        if self["ftp-tls-required"] and not (self["ftp-cert"] or any(ssl_files(d) for d in self["listen"])):
+            raise usage.UsageError("--ftp-tls-required needs --ftp-cert or an ssl: --listen endpoint")
 
     def settings(self):
         settings = Settings(

@@ -2,11 +2,11 @@
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.services.tls import server_endpoint
 
 WHITESPACE = b" \t\r\n"
 
@@ -77,7 +77,7 @@ class ChatService(service.Service):
     def __init__(self, chat, listen, reactor):
         self.chat = chat
         self.factory = ChatFactory(chat, default_dialects())
-        self.endpoints = [serverFromString(reactor, description) for description in listen]
+        self.endpoints = [server_endpoint(reactor, description) for description in listen]
         self.ports = []
 
     def startService(self):

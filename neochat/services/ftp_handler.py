@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from neochat.chat.errors import ChatError
 from neochat.chat.files import UploadRefused, is_stored_name
+from neochat.services.tls import modern_context
 
 # e: CWD (only "/"), l: listings, r: RETR, w: STOR/STOU, d: DELE (own files).
 # Not granted, hence 550: APPE (a), RNFR/RNTO (f), MKD (m), SITE CHMOD (M), MFMT (T).
@@ -333,6 +334,7 @@ def handler_class(library, accounts, settings, reactor, answers):
         attributes.update(
             certfile=settings.certfile,
             keyfile=settings.keyfile,
+            ssl_context=modern_context(settings.certfile, settings.keyfile),
             tls_control_required=settings.tls_required,
             tls_data_required=settings.tls_required,
         )

@@ -1,5 +1,7 @@
 """The service tree of one NeoChat process, built from Settings alone."""
 
+import dataclasses
+
 from argon2 import PasswordHasher
 from twisted.application import internet, service
 from twisted.internet import defer
@@ -18,6 +20,7 @@ from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
 from neochat.services.ftp import FTPService
+from neochat.services.tls import ssl_files
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.schema import upgrade
 
@@ -65,7 +68,7 @@ class NeoChatService(service.MultiService):
             transfers=Transfers(self.store, self.router, self.files),
         )
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
-        self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
+        self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         # Children stop in this order: chat first (its logouts end the calls),
         # then cell, then FTP (whose thread needs the reactor), then the timer.
@@ -118,6 +121,18 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def ftp_settings(settings):
+    """FTP's settings; without a certificate of its own, FTP offers AUTH TLS
+    with the first ssl: listen endpoint's."""
+    if settings.ftp.certfile is not None:
+        return settings.ftp
+    for description in settings.listen:
+        files = ssl_files(description)
+        if files is not None:
+            return dataclasses.replace(settings.ftp, certfile=files[0], keyfile=files[1])
+    return settings.ftp
 
 
 def build_service(settings, reactor=None):
