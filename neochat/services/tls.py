@@ -7,6 +7,8 @@ parser, whose ssl: form takes no minimum version or cipher list.
 
 from OpenSSL import SSL
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
 
 # TLS 1.3 suites are all AEAD and are not affected by this list.
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL"
@@ -25,6 +27,7 @@ def modern_context(certfile, keyfile=None):
     return context
 
 
+@implementer(IOpenSSLContextFactory)
 class ModernContextFactory:
     """What SSL4ServerEndpoint wants: ``getContext()``."""
 
