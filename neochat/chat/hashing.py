@@ -4,9 +4,9 @@ argon2 is slow on purpose and allocates its whole memory cost per hash.  A
 few threads of their own (never the reactor's shared pool) and a bounded
 queue mean a flood of logins or registrations waits its turn, or is told the
 server is busy, instead of pinning every core; the other threads of the
-process (the database pool, FTP) keep running.  When the pool goes idle the
-C library is asked to give the freed hashing buffers back to the system, so
-they do not stay in per-thread arenas.
+process (the database pool, FTP) keep running.  The hashing buffers are
+mapped per hash and given back to the system after it, so they do not stay
+in per-thread arenas.
 """
 
 import ctypes
@@ -26,16 +26,20 @@ class ServerBusy(ChatError):
         super().__init__("server busy, retry")
 
 
-def _malloc_trim():
-    """glibc's malloc_trim(0), or a no-op elsewhere."""
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
+MMAP_THRESHOLD = 1024 * 1024
+
+
+def map_large_allocations():
+    """Make glibc serve every allocation over 1 MiB with its own mmap, given
+    back on free.  By default glibc raises that threshold after the first
+    large free (up to 32 MiB), so each hashing thread would keep a 19 MiB
+    argon2 buffer in its heap forever.  A no-op outside glibc."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):
-        return None
-
-
-MALLOC_TRIM = _malloc_trim()
+        pass
 
 
 class HashPool:
@@ -49,6 +53,7 @@ class HashPool:
         self._lock = threading.Lock()
         self._pending = 0
         self._trigger = None
+        map_large_allocations()
 
     @property
     def pending(self):
@@ -70,9 +75,6 @@ class HashPool:
         finally:
             with self._lock:
                 self._pending -= 1
-                idle = self._pending == 0
-            if idle and MALLOC_TRIM is not None:
-                MALLOC_TRIM(0)
 
     def stop(self):
         if self._trigger is not None:
