@@ -5,6 +5,7 @@ import threading
 
 import pytest
 import pytest_twisted
+from argon2 import PasswordHasher
 from twisted.internet import reactor, task
 
 from neochat.chat.hashing import HashPool, ServerBusy
@@ -189,3 +190,16 @@ async def test_hash_pool_queues_then_answers_busy_and_recovers():
     finally:
         release.set()
         pool.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_password_hash_is_upgraded_at_login_when_the_parameters_changed(server):
+    client = await server.client("json")
+    assert (await register(client, "json", "ann"))[0]
+    users = server.root.store.users
+    assert ",t=1," in await users.password_hash("ann")
+    server.root.accounts.hasher = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
+    assert (await login(client, "json", "ann", PASSWORD))[0]
+    assert ",t=2,p=1$" in await users.password_hash("ann")
+    other = await server.client("json")
+    assert (await login(other, "json", "ann", PASSWORD))[0]
