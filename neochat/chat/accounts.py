@@ -47,7 +47,9 @@ class Accounts:
         self.registration = registration
 
     @defer.inlineCallbacks
-    def register(self, account, password, address=None):
+    def register(self, account, password, profile=None, address=None):
+        """``profile``: checked profile fields stored with the account;
+        ``address``: where the registration came from, for the throttle."""
         check_account_name(account)
         if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
             raise BadRequest("bad password")
@@ -56,7 +58,7 @@ class Accounts:
         if address is not None:
             self.throttle.register(address)
         hashed = yield self.pool.run(self.hasher.hash, password)
-        created = yield self.users.create(account, hashed, now_ms())
+        created = yield self.users.create(account, hashed, now_ms(), profile)
         if not created:
             raise Conflict("account exists")
 

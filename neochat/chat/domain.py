@@ -15,7 +15,7 @@ from neochat.chat.model import (
     LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft, group_conversation,
     private_conversation,
 )
-from neochat.chat.profiles import Profiles
+from neochat.chat.profiles import Profiles, check_profile
 from neochat.chat.session import Session
 from neochat.store.database import MissingReference, NotAMember
 
@@ -50,8 +50,10 @@ class Chat:
     def new_session(self, sink, peer_host):
         return Session(self, sink, peer_host)
 
-    def register(self, account, password, address=None):
-        return self._track(self.accounts.register(account, password, address))
+    def register(self, account, password, profile=None, address=None):
+        """``profile``: seed 002's user-table fields, stored with the account;
+        ``address``: the client's, for the registration throttle."""
+        return self._track(self.accounts.register(account, password, check_profile(profile or {}), address))
 
     @defer.inlineCallbacks
     def login(self, session, account, password, acknowledges=False, token=None):

@@ -35,6 +35,7 @@ class Dialect:
         self.session = chat.new_session(self, peer_host)
         self._busy = False
         self._paused = False
+        self._input_ended = False
 
     # -- subclass interface ----------------------------------------------
 
@@ -75,6 +76,17 @@ class Dialect:
         self.feed(data)
         self._pump()
 
+    def input_ended(self):
+        """The client half-closed its side: every request that arrived in full
+        still runs and is answered, then the connection closes."""
+        if not self._input_ended:
+            self._input_ended = True
+            self.end_of_input()
+            self._pump()
+
+    def end_of_input(self):
+        """Subclass hook: the items the stream's end completes."""
+
     def connection_lost(self):
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
@@ -83,6 +95,9 @@ class Dialect:
         while not self._busy:
             item = self.next_item()
             if item is None:
+                if self._input_ended:  # all answered: the account goes offline now, not at the close
+                    self.chat.disconnected(self.session)
+                    self.close()
                 break
             self._dispatch(item)
         self._flow_control()
