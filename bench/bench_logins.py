@@ -5,8 +5,9 @@ resume token, at two argon2 settings.  A script, not a test.
 
 The server runs in its own process (bench/server.py).  Clients register from
 many loopback addresses (127.0.x.y) so the per-address registration limit
-does not apply, log in asking for a resume token, stay connected idle (RSS
-is read then), reconnect with the token.  Logins run one after the other.
+does not apply, then all log in at once asking for a resume token (those told
+"server busy, retry" send again), stay connected idle (RSS is read then), and
+all reconnect at once with their tokens.
 """
 
 import argparse
@@ -22,54 +23,79 @@ from bench.server import neochat  # noqa: E402
 SETTINGS = ((2, 19456), (3, 65536))  # (argon2 time cost, memory KiB): the default, the old default
 
 
-def connect(port, i):
-    s = socket.socket()
-    s.bind((f"127.0.{1 + i // 250}.{2 + i % 250}", 0))
-    s.connect(("127.0.0.1", port))
-    return s
+def connect(port, number):
+    """A client socket from its own loopback address."""
+    client = socket.socket()
+    client.bind((f"127.0.{1 + number // 250}.{2 + number % 250}", 0))
+    client.connect(("127.0.0.1", port))
+    return client
 
 
-def request(s, obj, kind):
-    s.sendall(json.dumps(obj).encode() + b"\n")
-    buf = b""
+def send(client, message):
+    client.sendall(json.dumps(message).encode() + b"\n")
+
+
+def receive(client, message_type):
+    """The first message of ``message_type`` on the connection (the rest is dropped)."""
+    data = b""
     while True:
-        buf += s.recv(65536)
-        for line in buf.split(b"\n")[:-1]:
-            m = json.loads(line)
-            if m.get("message_type") == kind:
-                return m
+        chunk = client.recv(65536)
+        assert chunk, "server closed the connection"
+        data += chunk
+        for line in data.split(b"\n")[:-1]:
+            message = json.loads(line)
+            if message.get("message_type") == message_type:
+                return message
 
 
-def run(t, m, N):
+def storm(port, logins):
+    """Connect everyone, send every login at once, wait for every reply, and
+    send again those answered "server busy, retry": (logins per second, the
+    replies, the clients)."""
+    clients = [connect(port, number) for number in range(len(logins))]
+    replies = [None] * len(logins)
+    waiting = list(range(len(logins)))
+    started = time.monotonic()
+    while waiting:
+        for number in waiting:
+            send(clients[number], logins[number])
+        for number in waiting:
+            replies[number] = receive(clients[number], "login")
+        waiting = [number for number in waiting if replies[number].get("reason") == "server busy, retry"]
+    rate = len(logins) / (time.monotonic() - started)
+    failed = [reply for reply in replies if reply["content"] != "success"]
+    assert not failed, failed[:3]
+    return rate, replies, clients
+
+
+def run(time_cost, memory, count):
     """One server with these argon2 settings; prints its numbers."""
-    with neochat("--argon2-time-cost", str(t), "--argon2-memory", str(m)) as (port, proc):
+    with neochat("--argon2-time-cost", str(time_cost), "--argon2-memory", str(memory)) as (port, process):
         time.sleep(1)
-        base = proc.memory_info().rss
-        socks, tokens = [], []
-        started = time.monotonic()
-        for i in range(N):
-            s = connect(port, i)
-            assert request(s, {"message_type": "register", "username": f"u{i}", "password": "pw"}, "register")["content"] == "success"
-            r = request(s, {"message_type": "login", "username": f"u{i}", "password": "pw", "resume": True}, "login")
-            assert r["content"] == "success", r
-            tokens.append(r["token"]); socks.append(s)
-        pw_time = time.monotonic() - started
+        base = process.memory_info().rss
+        for number in range(count):
+            with connect(port, number) as client:
+                send(client, {"message_type": "register", "username": f"u{number}", "password": "pw"})
+                assert receive(client, "register")["content"] == "success"
+        by_password, replies, clients = storm(port, [
+            {"message_type": "login", "username": f"u{number}", "password": "pw", "resume": True}
+            for number in range(count)
+        ])
         time.sleep(2)
-        after = proc.memory_info().rss
-        for s in socks: s.close()
+        idle = process.memory_info().rss
+        for client in clients:
+            client.close()
         time.sleep(1)
-        socks = []
-        started = time.monotonic()
-        for i in range(N):
-            s = connect(port, i)
-            r = request(s, {"message_type": "login", "username": f"u{i}", "token": tokens[i]}, "login")
-            assert r["content"] == "success", r
-            socks.append(s)
-        tok_time = time.monotonic() - started
-        print(f"argon2 t={t} m={m}KiB: RSS base {base/2**20:.1f} MiB, with {N} logged in {after/2**20:.1f} MiB "
-              f"-> {(after-base)/N/1024:.1f} KB/conn; register+password login {N/pw_time:.0f}/s sequential; "
-              f"token login {N/tok_time:.0f}/s sequential", flush=True)
-        for s in socks: s.close()
+        by_token, _, clients = storm(port, [
+            {"message_type": "login", "username": f"u{number}", "token": reply["token"]}
+            for number, reply in enumerate(replies)
+        ])
+        for client in clients:
+            client.close()
+        print(f"argon2 t={time_cost} m={memory} KiB: RSS {base / 2**20:.1f} MiB, {idle / 2**20:.1f} MiB with "
+              f"{count} idle logged-in clients: {(idle - base) / count / 1024:.1f} KB/client; "
+              f"login storm by password {by_password:.0f}/s, by token {by_token:.0f}/s "
+              f"({by_token / by_password:.1f}x)", flush=True)
 
 
 def main():
