@@ -7,6 +7,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.logger import globalLogPublisher
 from twisted.protocols import portforward
 
 from tests.conftest import _mysql_database
@@ -93,15 +94,26 @@ async def test_a_short_outage_is_ridden_out_and_nothing_is_lost(outage):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_long_outage_answers_a_temporary_error_once_per_request_then_recovers(outage, dialect):
+async def test_a_long_outage_answers_a_temporary_error_logged_once_then_recovers(outage, dialect):
     server, proxy = outage
     client = await server.client(dialect)
-    await proxy.cut()
-    if dialect == "json":
-        reply = await client.request({"message_type": "register", "username": "late", "password": "pw"})
-    else:
-        reply = await client.request({"message_type": "registered", "user_account": "late", "user_password": "pw"})
-        assert reply["stat"] == "503"
-    assert reply["reason"] == "database unavailable, retry"
-    await proxy.restore()
-    await client.register_and_login("late")
+    events = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)
+    try:
+        await proxy.cut()
+        for name in ("late", "later"):
+            if dialect == "json":
+                reply = await client.request({"message_type": "register", "username": name, "password": "pw"})
+            else:
+                reply = await client.request(
+                    {"message_type": "registered", "user_account": name, "user_password": "pw"})
+                assert reply["stat"] == "503"
+            assert reply["reason"] == "database unavailable, retry"
+        await proxy.restore()
+        await client.register_and_login("late")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    outage_logs = [event for event in events if "unreachable" in event.get("log_format", "")]
+    back_logs = [event for event in events if "reachable again" in event.get("log_format", "")]
+    assert (len(outage_logs), len(back_logs)) == (1, 1)
