@@ -1,10 +1,11 @@
 """``twistd neochat``: command-line options and the service they build."""
 
+import sys
 from pathlib import Path
 
 from twisted.python import usage
 
-from neochat.chat.accounts import CLOSED, OPEN
+from neochat import config_file, logs
 from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
@@ -14,12 +15,6 @@ from neochat.services.tls import ssl_files
 
 VOICE_MODES = (RELAY, P2P)
 MIB = 1024 * 1024
-
-
-def registration_mode(text):
-    if text not in (OPEN, CLOSED):
-        raise ValueError(text)
-    return text
 
 
 def voice_mode(text):
@@ -41,6 +36,9 @@ class Options(usage.Options):
          "Refuse FTP logins and transfers without TLS (needs --ftp-cert or an ssl: --listen)."],
     ]
     optParameters = [
+        ["config", None, None,
+         "TOML file holding any of these options by the same names (see neochat.example.toml);"
+         f" options on the command line override it (default: ${config_file.CONFIG_VARIABLE})."],
         ["db", None, None,
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
@@ -51,7 +49,10 @@ class Options(usage.Options):
         ["hash-threads", None, 2, "Threads hashing passwords.", int],
         ["hash-queue", None, 64, "Password hashes waiting for a thread before logins get 503.", int],
         ["token-days", None, 7, "Days a resume token stays valid.", float],
-        ["registration", None, "open", "open: anyone may register; closed: nobody.", registration_mode],
+        ["log-format", None, "text", "Log lines as text or json (JSON lines, one event each, with fields).",
+         logs.log_format],
+        ["metrics", None, None,
+         "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
         ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
         ["udp-buffer", None, 4096, "Receive buffer of the cell and relay ports, in KiB (0: the kernel's).", int],
@@ -82,6 +83,21 @@ class Options(usage.Options):
         self["listen"] = []
         self["call-limits"] = CallLimits()
 
+    def parseOptions(self, options=None):
+        """The config file's options first, then the command line's.  Under
+        twistd, a bad option is one line on stderr and exit status 1."""
+        argv = sys.argv[1:] if options is None else list(options)
+        try:
+            path = config_file.config_path(argv)
+            if path:
+                config_file.check(path, type(self))
+                argv = config_file.merged_arguments(path, self, argv)
+            super().parseOptions(argv)
+        except usage.UsageError as error:
+            if self.parent is None:
+                raise
+            raise SystemExit(f"twistd neochat: {error}") from None
+
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
         max_calls_total (1000), request_timeout (30 s), idle_timeout (60 s),
@@ -109,6 +125,8 @@ class Options(usage.Options):
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
         if self["ftp-tls-required"] and not (self["ftp-cert"] or any(ssl_files(d) for d in self["listen"])):
             raise usage.UsageError("--ftp-tls-required needs --ftp-cert or an ssl: --listen endpoint")
+        if self["log-format"] == "json" and self.parent is not None:
+            logs.use_json(self.parent)
 
     def settings(self):
         settings = Settings(
@@ -120,7 +138,6 @@ class Options(usage.Options):
             hash_threads=self["hash-threads"],
             hash_queue=self["hash-queue"],
             token_lifetime=self["token-days"] * 24 * 3600,
-            registration=self["registration"],
             cell_port=self["cell"],
             cell_interface=self["cell-interface"],
             udp_receive_buffer=self["udp-buffer"] * 1024,
@@ -130,6 +147,8 @@ class Options(usage.Options):
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
             friends_only=bool(self["friends-only"]),
+            metrics=self["metrics"],
+            log_format=self["log-format"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],
@@ -160,4 +179,15 @@ def port_range(text):
 
 
 def makeService(options):
-    return build_service(options.settings())
+    return build_service(options.settings(), owns_process=True)
+
+
+def settings_from_environment():
+    """For .tac files: the options of the $NEOCHAT_CONFIG file if it is set,
+    then the NEOCHAT_* variables (Settings.from_environment)."""
+    options = Options()
+    try:
+        options.parseOptions([])
+    except usage.UsageError as error:
+        raise SystemExit(f"NeoChat could not start: {error}") from None
+    return Settings.from_environment(options.settings())

@@ -141,15 +141,14 @@ async def test_registrations_per_address_are_limited(strict, dialect):
 
 
 @pytest_twisted.ensureDeferred
-async def test_closed_registration_refuses_new_accounts(settings, dialect):
-    settings.registration = "closed"
-    running = await serve(settings)
-    try:
-        client = await running.client(dialect)
+async def test_closed_registration_is_refused_before_the_throttle_counts_it(strict, dialect):
+    strict.root.accounts.admission.registration_open = False
+    client = await strict.client(dialect)
+    for _ in range(4):
         ok, reply = await register(client, dialect, "ann")
         assert not ok and "registration closed" in str(reply)
-    finally:
-        await running.stop()
+    strict.root.accounts.admission.registration_open = True
+    assert (await register(client, dialect, "ann"))[0]
 
 
 def test_throttle_tables_stay_bounded_and_forget():

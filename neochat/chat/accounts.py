@@ -11,14 +11,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet import defer
 
-from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden
+from neochat.chat.admission import Admission
+from neochat.chat.errors import BadRequest, ChatError, Conflict
 from neochat.chat.hashing import HashPool
 from neochat.chat.model import now_ms
 from neochat.chat.throttle import Throttle
 
 ACCOUNT_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,100}$")
 MAX_PASSWORD = 1024
-OPEN, CLOSED = "open", "closed"  # registration
 
 
 def check_account_name(account):
@@ -35,8 +35,7 @@ class Accounts:
     """``tokens`` (a ResumeTokens) makes logins answer with a token and
     accept one; ``throttle`` defaults to one on ``reactor``."""
 
-    def __init__(self, users, hasher=None, reactor=None, *, pool=None, throttle=None,
-                 tokens=None, registration=OPEN):
+    def __init__(self, users, hasher=None, reactor=None, *, pool=None, throttle=None, tokens=None):
         if reactor is None:
             from twisted.internet import reactor
         self.users = users
@@ -44,7 +43,7 @@ class Accounts:
         self.pool = pool or HashPool(reactor)
         self.throttle = throttle or Throttle(reactor)
         self.tokens = tokens
-        self.registration = registration
+        self.admission = Admission()  # bans and open registration (neochatctl)
 
     @defer.inlineCallbacks
     def register(self, account, password, profile=None, address=None):
@@ -53,8 +52,6 @@ class Accounts:
         check_account_name(account)
         if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
             raise BadRequest("bad password")
-        if self.registration != OPEN:
-            raise Forbidden("registration closed")
         if address is not None:
             self.throttle.register(address)
         hashed = yield self.pool.run(self.hasher.hash, password)
@@ -100,5 +97,6 @@ class Accounts:
         if stored is None:
             self.throttle.login_failed(account, address, via)
             raise wrong_credentials()
+        self.admission.check_account(account)  # a banned account is refused loudly
         self.throttle.login_succeeded(account)
         return None if self.tokens is None else self.tokens.issue(account, stored)

@@ -6,8 +6,9 @@ import uuid
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.accounts import check_account_name
-from neochat.chat.errors import BadRequest, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
@@ -53,7 +54,9 @@ class Chat:
     def register(self, account, password, profile=None, address=None):
         """``profile``: seed 002's user-table fields, stored with the account;
         ``address``: the client's, for the registration throttle."""
-        return self._track(self.accounts.register(account, password, check_profile(profile or {}), address))
+        self.accounts.admission.check_registration()
+        registering = self._track(self.accounts.register(account, password, check_profile(profile or {}), address))
+        return registering.addCallback(audit.registered, account)
 
     @defer.inlineCallbacks
     def login(self, session, account, password, acknowledges=False, token=None):
@@ -62,9 +65,15 @@ class Chat:
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
-        token = yield self.accounts.authenticate(account, password, session.peer_host, token)
+        dialect = type(session.sink).__name__
+        try:
+            token = yield self.accounts.authenticate(account, password, session.peer_host, token)
+        except ChatError as refused:
+            audit.login_failed(account, session.peer_host, dialect, refused.reason)
+            raise
         if session.closed:
             return
+        audit.login(account, session.peer_host, dialect)
         session.account = account
         session.acknowledges = bool(acknowledges)
         session.hold()
@@ -121,9 +130,20 @@ class Chat:
     def _go_offline(self, session, reason):
         """``reason`` ends the account's calls."""
         if session.account is not None and self.router.detach(session.account, session):
+            audit.logout(session.account, session.peer_host, reason)
             self.calls.end_all_for(session.account, reason)
             self.router.broadcast(UserLeft(session.account))
             self._track(self.friends.announce(session.account, online=False))
+
+    def kick(self, account, reason):
+        """An administrator disconnects the account (neochatctl kick, ban,
+        deluser): it goes offline and is told ``reason``.  False if offline."""
+        session = self.router.session_of(account)
+        if session is None:
+            return False
+        self._go_offline(session, "kicked")
+        self.kicked(session, reason)
+        return True
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
@@ -152,6 +172,7 @@ class Chat:
         except MissingReference:
             raise NotFound("unknown recipient")
         yield self._share_files(message, recipients=[rece_user])
+        audit.message(PRIVATE)
         self.router.deliver(rece_user, message)
         return message
 
@@ -163,6 +184,7 @@ class Chat:
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
             message.id, message.create_time = yield self._track(self.store.messages.add(message))
+            audit.message(LOBBY)
             self.router.broadcast(message, exclude=message.author)
             return message
         message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
@@ -175,6 +197,7 @@ class Chat:
         except NotAMember:
             raise Forbidden("not a member")
         yield self._share_files(message, group_id=message.group_id)
+        audit.message("group")
         for account in members:
             self.router.deliver(account, message)
         return message

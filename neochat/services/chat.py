@@ -71,6 +71,8 @@ class ChatFactory(Factory):
         self.all_gone = None
 
     def buildProtocol(self, addr):
+        if self.chat.accounts.admission.address_banned(addr.host):
+            return None  # neochatctl ban --address: the connection is closed at once
         return ChatProtocol(self)
 
     def dialect_for(self, first_byte):

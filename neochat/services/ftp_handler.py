@@ -17,10 +17,11 @@ from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.log import logger
-from twisted.internet import threads
+from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 
-from neochat.chat.errors import ChatError
+from neochat.chat import audit
+from neochat.chat.errors import ChatError, Forbidden
 from neochat.chat.files import UploadRefused, is_stored_name
 from neochat.services.tls import modern_context
 
@@ -181,7 +182,10 @@ class NeoChatHandler:
 
     def _check_password(self, username, password):
         """On the reactor: the same check, and throttle, as chat logins."""
-        checked = self.accounts.authenticate(username, password, self.remote_ip, via="ftp")
+        if self.accounts.admission.address_banned(self.remote_ip):
+            checked = defer.fail(Forbidden("address banned"))
+        else:
+            checked = self.accounts.authenticate(username, password, self.remote_ip, via="ftp")
         checked.addBoth(lambda result: self.answers.put(lambda: self._password_checked(username, password, result)))
 
     def _password_checked(self, username, password, result):
@@ -201,6 +205,14 @@ class NeoChatHandler:
             logger.error("FTP login check failed: %s", result.getTraceback())
             self.respond("530 Login is unavailable; try again later.")
             self.username = ""
+
+    def pre_process_command(self, line, cmd, arg):
+        # neochatctl ban: a logged-in banned account is dropped at its next command.
+        if self.authenticated and self.accounts.admission.account_banned(self.username):
+            self.respond("421 account banned.")
+            self.close_when_done()
+            return
+        super().pre_process_command(line, cmd, arg)
 
     def ftp_STOR(self, file, mode="w"):
         if self._restart_position:
@@ -279,6 +291,10 @@ class NeoChatHandler:
             return True
         finally:
             raw.detach()
+
+    def on_file_sent(self, file):
+        self.reactor.callFromThread(audit.file_transfer, "download", self.username, os.path.basename(file),
+                                    os.path.getsize(file))
 
     def flush_account(self):
         # USER or REIN drops a queued upload without closing its file.
