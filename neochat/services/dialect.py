@@ -6,6 +6,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from neochat.chat.errors import BadRequest, ChatError
+from neochat.store.database import DatabaseUnavailable
 
 log = Logger()
 
@@ -145,6 +146,8 @@ class Dialect:
     def _write_failure(self, request, failure):
         if failure.check(ChatError):
             self._write_error(request, failure.value)
+        elif failure.check(DatabaseUnavailable):  # Database.run logged it, once per outage
+            self._write_error(request, ChatError("database unavailable, retry", stat=503))
         else:
             log.failure("handling {request!r}", failure, request=request)
             self._write_error(request, ChatError("internal error", stat=500))

@@ -1,9 +1,11 @@
 """What the message server and the web client share as Twisted services:
-listening on endpoint descriptions, and dropping every connection on stop."""
+listening on endpoint descriptions (``ssl:`` ones with the modern TLS
+settings of ``tls.py``), and dropping every connection on stop."""
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
+
+from neochat.services.tls import server_endpoint
 
 
 class Connections:
@@ -44,7 +46,7 @@ class ListeningService(service.Service):
 
     def __init__(self, factory, listen, reactor):
         self.factory = factory
-        self.endpoints = [serverFromString(reactor, description) for description in listen]
+        self.endpoints = [server_endpoint(reactor, description) for description in listen]
         self.ports = []
 
     def startService(self):
