@@ -236,3 +236,28 @@ def test_http_is_off_unless_asked_for():
     settings = options.settings()
     assert settings.http == ["tcp:8080:interface=127.0.0.1", "tcp:8081"]
     assert settings.http_origins == ["https://chat.example.org"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_oversized_message_closes_only_its_socket(server):
+    big = yield WsClient.connect(server.http_port)
+    other = yield WsClient.connect(server.http_port)
+    big.send_text(json.dumps({"message_type": "word", "content": "x" * 300000}))
+    yield big.closed
+    assert big.close_code == 1009  # message too big
+    yield other.register_and_login("bob")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_flood_of_requests_is_answered_in_order_while_others_are_served(server):
+    flood = yield WsClient.connect(server.http_port)
+    yield flood.register_and_login("alice")
+    other = yield WsClient.connect(server.http_port)
+    # 40 requests of 60 KB (2.4 MB), each a database round trip.
+    for n in range(40):
+        flood.send({"message_type": "word", "chat_type": "private", "send_user": "alice",
+                    "rece_user": f"nobody{n}", "content": "x" * 60000})
+    yield other.register_and_login("bob")
+    for n in range(40):
+        reply = yield flood.next("word", reply=True)
+        assert reply["reason"] == "unknown recipient", n

@@ -24,6 +24,7 @@ class _Socket(WebSocketClientProtocol):
 
     def onClose(self, wasClean, code, reason):
         client = self.factory.client
+        client.close_code = code
         if not client.opened.called:
             client.opened.errback(ConnectionError(f"WebSocket refused: {code} {reason}"))
         client.connectionLost(None)
@@ -37,6 +38,7 @@ class WsClient(JsonClient):
         self.socket = None
         self.opened = defer.Deferred()
         self.binary = []  # binary messages (in-band file bytes)
+        self.close_code = None
 
     @classmethod
     def connect(cls, port, origin=None):

@@ -187,4 +187,7 @@ class GatewayFactory(WebSocketServerFactory):
         self.tokens = tokens
         self.allowed_origins = set(allowed_origins)
         self.connections = Connections()
-        self.setProtocolOptions(maxMessagePayloadSize=MAX_MESSAGE, maxFramePayloadSize=MAX_MESSAGE)
+        # failByDrop off: a socket failed for a protocol error (a message too
+        # big) first gets a close frame that says why (1009).
+        self.setProtocolOptions(maxMessagePayloadSize=MAX_MESSAGE, maxFramePayloadSize=MAX_MESSAGE,
+                                failByDrop=False)
