@@ -4,6 +4,7 @@ the same JSON dialect as the TCP port, the origin rule, tokens, read rights."""
 import hashlib
 import json
 import socket
+import threading
 
 import pytest
 import pytest_twisted
@@ -261,3 +262,29 @@ def test_a_flood_of_requests_is_answered_in_order_while_others_are_served(server
     for n in range(40):
         reply = yield flood.next("word", reply=True)
         assert reply["reason"] == "unknown recipient", n
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_socket_with_too_much_waiting_stops_being_read_until_it_drains(server):
+    db = server.root.db
+    if db.dialect.name != "sqlite":
+        pytest.skip("holds SQLite's only pool connection to keep the requests waiting")
+    flood = yield WsClient.connect(server.http_port)
+    yield flood.register_and_login("alice")
+    connection, = server.root.web_service.site.gateway.connections
+    release = threading.Event()
+    held = db.pool.runInteraction(lambda _: release.wait(20))
+    for n in range(40):  # 2.4 MB waiting behind the first request, past the 1 MiB pause
+        flood.send({"message_type": "word", "chat_type": "private", "send_user": "alice",
+                    "rece_user": f"nobody{n}", "content": "x" * 60000})
+    for _ in range(200):
+        if connection.transport not in reactor.getReaders():
+            break
+        yield task.deferLater(reactor, 0.05, lambda: None)
+    assert connection.transport not in reactor.getReaders()  # paused
+    release.set()
+    yield held
+    for n in range(40):
+        reply = yield flood.next("word", reply=True)
+        assert reply["reason"] == "unknown recipient", n
+    assert connection.transport in reactor.getReaders()  # reading again
