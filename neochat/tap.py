@@ -8,6 +8,7 @@ from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
+from neochat.services.limits import Limits
 from neochat.services.root import build_service
 
 VOICE_MODES = (RELAY, P2P)
@@ -65,6 +66,7 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["call-limits"] = CallLimits()
+        self["limits"] = Limits()
 
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
@@ -77,6 +79,20 @@ class Options(usage.Options):
             self["call-limits"] = self["call-limits"].override(name.strip(), value.strip())
         except ValueError as error:
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
+
+    def opt_limit(self, assignment):
+        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        frame_before_login (8192 B), bytes_before_login (65536), json_object
+        (65536 B), header_body (16 MiB), login_timeout (60 s), idle_timeout
+        (600 s), connections_per_address (20), connections_total (0: the
+        descriptor limit less 5 %, at least 256), messages_per_second (50),
+        message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
+        max_group_size (1000)."""
+        name, _, value = assignment.partition("=")
+        try:
+            self["limits"] = self["limits"].override(name.strip(), value.strip())
+        except ValueError as error:
+            raise usage.UsageError(f"--limit {assignment}: {error}") from None
 
     def opt_listen(self, description):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
@@ -106,6 +122,7 @@ class Options(usage.Options):
             advertise_ip=self["advertise-ip"],
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
+            limits=self["limits"],
             friends_only=bool(self["friends-only"]),
             ftp=FtpSettings(
                 interface=self["ftp-interface"],

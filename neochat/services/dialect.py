@@ -34,6 +34,7 @@ class Dialect:
         self.session = chat.new_session(self, peer_host)
         self._busy = False
         self._paused = False
+        self._pacer = None
 
     # -- subclass interface ----------------------------------------------
 
@@ -78,11 +79,18 @@ class Dialect:
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
 
+    def pace(self, pacer):
+        """Run requests no faster than ``pacer`` (services/limits.Pacer) allows."""
+        self._pacer = pacer
+        pacer.wake = self._pump
+
     def _pump(self):
-        while not self._busy:
+        while not self._busy and (self._pacer is None or self._pacer.ready()):
             item = self.next_item()
             if item is None:
                 break
+            if self._pacer is not None:
+                self._pacer.took(item)
             self._dispatch(item)
         self._flow_control()
 

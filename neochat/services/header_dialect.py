@@ -112,6 +112,10 @@ class HeaderDialect(Dialect):
         self.transport.write(encode_message({"message_type": request["message_type"], "stat": "200"}))
         yield self.chat.welcome(self.session)
 
+    def cmd_ping(self, request):
+        """A keepalive, logged in or not: ``message_type: pong``."""
+        self.transport.write(encode_message({"message_type": "pong", "stat": "200"}))
+
     def cmd_leave_message(self, request):
         self._check_own_account(request, required=False)
         self.chat.logout(self.session)

@@ -105,6 +105,10 @@ class JsonDialect(Dialect):
         self.transport.write(encode({"message_type": "login", "content": "success"}))
         yield self.chat.welcome(self.session)
 
+    def cmd_ping(self, request):
+        """A keepalive, logged in or not: ``pong``."""
+        return {"message_type": "pong"}
+
     def cmd_leave_message(self, request):
         self._check_own_name(request, "username", required=False)
         self.chat.logout(self.session)

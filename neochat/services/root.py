@@ -53,7 +53,8 @@ class NeoChatService(service.MultiService):
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
         )
-        self.chat_service = ChatService(self.chat, settings.listen, reactor)
+        self.chat.groups.max_members = settings.limits.max_group_size
+        self.chat_service = ChatService(self.chat, settings.listen, reactor, settings.limits)
         self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         # Children stop in this order: chat first (its logouts end the calls),
