@@ -38,7 +38,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
         self._early = b""
         self._logged_in = False
         self._before_login = 0  # bytes received before login
-        self._refused = False
+        self._refused = False  # refused or closed: the limits are done
 
     def connectionMade(self):
         self.factory.connections.add(self)
@@ -72,11 +72,24 @@ class ChatProtocol(Protocol, TimeoutMixin):
         set_frame_limits(self.dialect.decoder, self.limits, logged_in=False)
         if self.limits.messages_per_second or self.limits.bytes_per_second:
             self.pacer = Pacer(self.limits, self.factory.clock)
-            self.dialect.pace(self.pacer)
+            self.pacer.wake = self.dialect.resume
+        self.dialect.watch(self)
+
+    # -- the dialect's watcher ---------------------------------------------
+
+    def ready(self):
+        return self.pacer is None or self.pacer.ready()
+
+    def took(self, item):
+        if self.pacer is not None:
+            self.pacer.took(item)
+
+    def pumped(self):
+        self._notice_login()
 
     def _notice_login(self):
         """Once the session has logged in, the after-login limits apply."""
-        if self._logged_in or self.dialect is None or not self.dialect.session.logged_in:
+        if self._logged_in or self._refused or self.dialect is None or not self.dialect.session.logged_in:
             return
         self._logged_in = True
         set_frame_limits(self.dialect.decoder, self.limits, logged_in=True)
@@ -98,6 +111,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
+        self._refused = True  # nothing more to limit
         self.setTimeout(None)
         if self.pacer is not None:
             self.pacer.stop()

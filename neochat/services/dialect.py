@@ -34,7 +34,7 @@ class Dialect:
         self.session = chat.new_session(self, peer_host)
         self._busy = False
         self._paused = False
-        self._pacer = None
+        self._watcher = UNWATCHED
 
     # -- subclass interface ----------------------------------------------
 
@@ -79,20 +79,24 @@ class Dialect:
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
 
-    def pace(self, pacer):
-        """Run requests no faster than ``pacer`` (services/limits.Pacer) allows."""
-        self._pacer = pacer
-        pacer.wake = self._pump
+    def watch(self, watcher):
+        """The connection's limits: ``watcher.ready()`` may hold requests back
+        (``resume()`` runs them later), ``took(item)`` counts each one, and
+        ``pumped()`` follows each run of requests."""
+        self._watcher = watcher
+
+    def resume(self):
+        self._pump()
 
     def _pump(self):
-        while not self._busy and (self._pacer is None or self._pacer.ready()):
+        while not self._busy and self._watcher.ready():
             item = self.next_item()
             if item is None:
                 break
-            if self._pacer is not None:
-                self._pacer.took(item)
+            self._watcher.took(item)
             self._dispatch(item)
         self._flow_control()
+        self._watcher.pumped()
 
     def _flow_control(self):
         if not self._paused and self.buffered() > PAUSE_ABOVE:
@@ -145,6 +149,22 @@ class Dialect:
     def _write_error(self, request, error):
         if not self.session.closed:
             self.transport.write(self.encode_error(request, error))
+
+
+class Unwatched:
+    """No limits: every request runs at once."""
+
+    def ready(self):
+        return True
+
+    def took(self, item):
+        pass
+
+    def pumped(self):
+        pass
+
+
+UNWATCHED = Unwatched()
 
 
 def field(request, name, kind=str, default=None, required=True):
