@@ -19,6 +19,6 @@ setup(
     ],
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
-        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],
+        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9", "atheris>=2.3"],
     },
 )
