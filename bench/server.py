@@ -26,8 +26,9 @@ UNLIMITED = [arg for name in ("connections_per_address", "messages_per_second", 
 
 
 @contextlib.contextmanager
-def neochat(*options):
-    """Yields (message server port, psutil.Process of the server)."""
+def neochat(*options, **popen):
+    """Yields (message server port, psutil.Process of the server); ``popen``
+    goes to subprocess.Popen."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
@@ -38,7 +39,7 @@ def neochat(*options):
                    "--argon2-time-cost", "1", "--argon2-memory", "1024",
                    # one load generator on one address, faster than any person
                    *UNLIMITED, *options]
-        process = subprocess.Popen(command)
+        process = subprocess.Popen(command, **popen)
         try:
             deadline = time.monotonic() + 30
             while True:

@@ -1,8 +1,11 @@
 """Each message-server limit tripped through real sockets, while everyone
 else keeps being served (docs/protocol.md "Limits")."""
 
+import ftplib
 import gc
+import io
 import json
+import resource
 import socket
 import time
 from dataclasses import replace
@@ -13,10 +16,12 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task, threads
 from twisted.python import usage
 
+from bench.server import free_port, neochat
 from neochat.services.limits import Limits, raise_descriptor_limit, total_connections
 from neochat.services.root import build_service
 from neochat.tap import Options
 from neochat.wire.headers import HeaderDecoder, HeaderMessage, encode_message
+from tests.clients import BlockingJsonClient
 from tests.conftest import RunningServer
 
 MIB = 1024 * 1024
@@ -230,9 +235,42 @@ async def test_the_total_cap_refuses_with_server_full(serve):
         sock.close()
 
 
+def test_ftp_and_logins_work_while_a_flood_fills_the_chat_port():
+    """A server process with 400 descriptors takes 200 chat connections
+    (reserve: 256, at most half); 300 sockets from 15 addresses fill it,
+    and FTP still logs in and stores a file."""
+    ftp_port = free_port()
+
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+
+    with neochat("--ftp", str(ftp_port), "--limit", "connections_per_address=20",
+                 preexec_fn=few_descriptors) as (port, process):
+        alice = BlockingJsonClient(port, newline=True)
+        alice.login("alice", "pw")
+        alice.close()
+        flood = [connect(port, f"127.0.0.{n}") for n in range(1, 16) for _ in range(20)]
+        late = connect(port, "127.0.0.16")
+        late.sendall(b"message_type: ping\n\n")
+        assert read_to_close(late) == header_error(503, "server full")
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", ftp_port, timeout=20)
+        ftp.login("alice", "pw")
+        assert ftp.storbinary("STOR note.txt", io.BytesIO(b"still here")).startswith("226")
+        ftp.quit()
+        assert process.num_fds() < 300  # the refused ones were closed
+        for sock in flood[:20]:
+            sock.close()
+        time.sleep(0.5)
+        alice = BlockingJsonClient(port, newline=True)
+        alice.login("alice", "pw", register=False)  # a freed slot serves a login again
+        alice.close()
+        for sock in flood + [late]:
+            sock.close()
+
+
 def test_descriptor_limit_is_raised_and_a_reserve_kept():
     soft = raise_descriptor_limit()
-    import resource
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == soft
     assert total_connections(Limits(), 1024) == 768  # 256 kept for FTP, files, the database
     assert total_connections(Limits(), 100_000) == 95_000  # 5 % kept

@@ -47,7 +47,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data):
         if self._refused:
             return
-        self._notice_login()
+        self._notice_login()  # the login reply may precede the end of the login request
         if self._logged_in:
             self.resetTimeout()
         else:
