@@ -147,6 +147,25 @@ async def test_frames_before_login_are_small_and_skipped_in_step(serve):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_payload_too_long_to_skip_is_refused_by_closing(serve, settings):
+    settings.ftp.max_file_size = 100_000
+    server = await serve(header_body=64 * 1024)
+    header, json_client = await server.logged_in("hana", dialect="header") + await server.logged_in("jo")
+    header.send_raw(b"message_type: voice\nuser_account: hana\nfriends: jo\ncontent-length: 999999999\n\n")
+    header.send_raw(b"v" * 100_000)
+    assert await header.next("voice") == {"message_type": "voice", "stat": "413", "reason": "body too large",
+                                          "body": b""}
+    await header.closed
+    json_client.send({"message_type": "file", "send_user": "jo", "rece_user": "hana", "file_name": "big.iso",
+                      "file_length": 100_001})
+    json_client.send_raw(b"f" * 100_001)
+    assert await json_client.next("file") == {"message_type": "file", "content": "fail",
+                                              "reason": "file_length must be 0 to 100000"}
+    await json_client.closed
+    await still_served(server)
+
+
+@pytest_twisted.ensureDeferred
 async def test_too_much_data_before_login_closes_the_connection(serve):
     server = await serve(bytes_before_login=16 * 1024)
     sock = connect(server.port)

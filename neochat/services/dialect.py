@@ -14,11 +14,13 @@ PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
 
 class Rejected(Exception):
     """An item refused before it reached a handler; the error reply still
-    names the request's message_type where the item had one."""
+    names the request's message_type where the item had one.  With
+    ``close`` the stream cannot be kept in step (a payload too long to
+    skip): the connection closes after the error."""
 
-    def __init__(self, request, error):
+    def __init__(self, request, error, close=False):
         super().__init__(error.reason)
-        self.request, self.error = request, error
+        self.request, self.error, self.close = request, error, close
 
 
 class Dialect:
@@ -35,6 +37,7 @@ class Dialect:
         self._busy = False
         self._paused = False
         self._watcher = UNWATCHED
+        self._ended = False  # closed after a Rejected(close=True): nothing more runs
 
     # -- subclass interface ----------------------------------------------
 
@@ -89,7 +92,7 @@ class Dialect:
         self._pump()
 
     def _pump(self):
-        while not self._busy and self._watcher.ready():
+        while not self._busy and not self._ended and self._watcher.ready():
             item = self.next_item()
             if item is None:
                 break
@@ -112,7 +115,7 @@ class Dialect:
             handler, request = self.handle_item(item)
             result = handler(request)
         except Rejected as rejected:
-            self._write_error(rejected.request, rejected.error)
+            self._write_rejected(rejected)
             return
         except ChatError as error:
             self._write_error(request, error)
@@ -139,8 +142,16 @@ class Dialect:
         if reply is not None and not self.session.closed:
             self.transport.write(self.encode_reply(request, reply))
 
+    def _write_rejected(self, rejected):
+        self._write_error(rejected.request, rejected.error)
+        if rejected.close:
+            self._ended = True
+            self.close()
+
     def _write_failure(self, request, failure):
-        if failure.check(ChatError):
+        if failure.check(Rejected):
+            self._write_rejected(failure.value)
+        elif failure.check(ChatError):
             self._write_error(request, failure.value)
         else:
             log.failure("handling {request!r}", failure, request=request)

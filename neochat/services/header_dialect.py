@@ -47,7 +47,7 @@ class HeaderDialect(Dialect):
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):
-            raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat))
+            raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat), item.ends_stream)
         request = dict(item.headers, body=item.body)
         if "message_type" not in request and "task_id" in request:
             return self.cmd_upload, request

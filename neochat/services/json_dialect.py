@@ -12,7 +12,7 @@ from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, field
+from neochat.services.dialect import Dialect, Rejected, field
 
 JSON_KINDS = {INT: int, IDS: list}
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
@@ -168,6 +168,9 @@ class JsonDialect(Dialect):
         length = field(request, "file_length", int)
         if length < 0:
             raise BadRequest("wrong type for field: file_length")
+        limit = self.chat.files.limits.max_file_size
+        if limit and length > limit:  # too long to skip: the connection closes
+            raise Rejected(request, ChatError(f"file_length must be 0 to {limit}", stat=413), close=True)
         self._incoming = incoming = IncomingFile(length)
         self.decoder.expect_raw(length)
         self._check_own_name(request, "send_user")

@@ -177,6 +177,7 @@ def set_frame_limits(decoder, limits, logged_in):
         decoder.max_object = limits.json_object if logged_in else limits.frame_before_login
     elif isinstance(decoder, HeaderDecoder):
         decoder.max_body = limits.header_body if logged_in else limits.frame_before_login
+        decoder.max_skip = limits.header_body  # a longer body is refused by closing
         decoder.max_line = HEADER_LINE if logged_in else min(HEADER_LINE, limits.frame_before_login)
 
 

@@ -29,6 +29,7 @@ class HeaderError:
     stat: int
     reason: str
     message_type: str | None = None
+    ends_stream: bool = False  # its body is too long to skip: the decoder takes nothing more
 
 
 class HeaderDecoder:
@@ -39,11 +40,14 @@ class HeaderDecoder:
     """
 
     def __init__(
-        self, max_line: int = 8192, max_headers: int = 64, max_body: int = 16 * 1024 * 1024
+        self, max_line: int = 8192, max_headers: int = 64, max_body: int = 16 * 1024 * 1024,
+        max_skip: int | None = None,
     ):
         self.max_line = max_line
         self.max_headers = max_headers
         self.max_body = max_body
+        self.max_skip = max_skip  # a rejected body longer than this ends the stream (None: skip any)
+        self.ended = False
         self._buffer = bytearray()
         self._headers: dict[str, str] = {}  # headers of the message being read
         self._error: tuple[int, str] | None = None  # its first error, reported at its blank line
@@ -56,13 +60,13 @@ class HeaderDecoder:
         self._buffer += data
         decoded: list[HeaderMessage | HeaderError] = []
         pos = 0
-        while True:
+        while not self.ended:
             read = self._read_body if self._body_left else self._read_line
             next_pos = read(pos, decoded)
             if next_pos == pos:
                 break
             pos = next_pos
-        del self._buffer[:pos]
+        del self._buffer[:len(self._buffer) if self.ended else pos]
         return decoded
 
     def _read_line(self, pos: int, decoded: list) -> int:
@@ -118,7 +122,8 @@ class HeaderDecoder:
         elif length > self.max_body:
             error = error or (413, "body too large")
         if error:
-            decoded.append(HeaderError(*error, headers.get("message_type")))
+            self.ended = self.max_skip is not None and length > self.max_skip
+            decoded.append(HeaderError(*error, headers.get("message_type"), self.ended))
             self._body_left, self._body_headers = length, None
         elif length:
             self._body_left, self._body_headers = length, headers

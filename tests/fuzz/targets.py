@@ -20,7 +20,7 @@ from neochat.wire.headers import HeaderDecoder, HeaderError, HeaderMessage, enco
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk
 
 MAX_OBJECT = 512  # small limits so that the fuzzer reaches them
-MAX_LINE, MAX_HEADERS, MAX_BODY = 128, 8, 1024
+MAX_LINE, MAX_HEADERS, MAX_BODY, MAX_SKIP = 128, 8, 1024, 4096
 MAX_RAW = 2048  # largest raw payload a fuzzed ``file_length`` asks for
 
 
@@ -67,7 +67,7 @@ def json_stream(data):
 # -- the header parser (neochat/wire/headers.py) ---------------------------------
 
 def decode_headers(pieces):
-    decoder = HeaderDecoder(max_line=MAX_LINE, max_headers=MAX_HEADERS, max_body=MAX_BODY)
+    decoder = HeaderDecoder(max_line=MAX_LINE, max_headers=MAX_HEADERS, max_body=MAX_BODY, max_skip=MAX_SKIP)
     items = []
     for piece in pieces:
         items += decoder.feed(piece)
@@ -77,8 +77,9 @@ def decode_headers(pieces):
 
 def headers(data):
     items = decode_headers(chunks(data))
-    for item in items:
+    for position, item in enumerate(items, 1):
         assert isinstance(item, (HeaderMessage, HeaderError)), item
+        assert not (isinstance(item, HeaderError) and item.ends_stream) or position == len(items)
         if isinstance(item, HeaderMessage):
             assert len(item.headers) <= MAX_HEADERS and len(item.body) <= MAX_BODY
             assert "content-length" not in item.headers
