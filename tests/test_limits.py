@@ -133,9 +133,16 @@ async def test_frames_before_login_are_small_and_skipped_in_step(serve):
                                             "reason": "body too large", "body": b""}
     await header.register_and_login("hana")  # the skipped body left the stream in step
     friend, = await server.logged_in("friend", dialect="header")
+    # after login: a voice clip may be up to header_body, other bodies up to header_frame
     reply = await header.request({"message_type": "voice", "user_account": "hana", "friends": "friend"},
-                                 b"v" * 9000)
-    assert reply["stat"] != "413"  # after login, bodies up to header_body are read
+                                 b"v" * 300_000)
+    assert reply["stat"] == "200"
+    reply = await header.request({"message_type": "text", "user_account": "hana", "friends": "friend"},
+                                 b"t" * 300_000)
+    assert (reply["stat"], reply["reason"]) == ("413", "body too large")
+    reply = await header.request({"message_type": "text", "user_account": "hana", "friends": "friend"},
+                                 b"t" * 9000)
+    assert reply["stat"] == "200"
 
     client = await server.client("json")
     padded_ping = {"message_type": "ping", "padding": "p" * 9000}

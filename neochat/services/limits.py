@@ -11,6 +11,7 @@ anything.  The deadlines use ``TimeoutMixin`` in ``services/chat.py``.
 
 import resource
 from dataclasses import dataclass, fields, replace
+from functools import partial
 
 from neochat.chat.groups import MAX_MEMBERS
 from neochat.wire.headers import HeaderDecoder, encode_message
@@ -20,7 +21,7 @@ KIB, MIB = 1024, 1024 * 1024
 HEADER_LINE = 8 * KIB  # the header decoder's line limit after login
 DESCRIPTOR_RESERVE = 256  # at least this many descriptors stay free for FTP, files and the database
 RESERVE_SHARE = 0.05  # ...or this share of the descriptor limit, if more
-FRAME_SIZES = ("frame_before_login", "json_object", "header_body")  # these cannot be off
+FRAME_SIZES = ("frame_before_login", "json_object", "header_frame", "header_body")  # these cannot be off
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Limits:
     frame_before_login: int = 8 * KIB  # bytes of one JSON object, header line or body before login
     bytes_before_login: int = 64 * KIB  # bytes a connection may send before it is logged in
     json_object: int = 64 * KIB  # bytes of one JSON object after login
-    header_body: int = 16 * MIB  # bytes of one header-dialect body after login (voice clips, uploads)
+    header_frame: int = 256 * KIB  # bytes of one header-dialect body after login...
+    header_body: int = 16 * MIB  # ...of a voice clip or a seed-002 upload
     login_timeout: float = 60.0  # seconds from connect to a successful login
     idle_timeout: float = 600.0  # seconds without a byte from a logged-in client
     connections_per_address: int = 20
@@ -177,8 +179,17 @@ def set_frame_limits(decoder, limits, logged_in):
         decoder.max_object = limits.json_object if logged_in else limits.frame_before_login
     elif isinstance(decoder, HeaderDecoder):
         decoder.max_body = limits.header_body if logged_in else limits.frame_before_login
+        decoder.body_limit = partial(header_body_limit, limits) if logged_in else None
         decoder.max_skip = limits.header_body  # a longer body is refused by closing
         decoder.max_line = HEADER_LINE if logged_in else min(HEADER_LINE, limits.frame_before_login)
+
+
+def header_body_limit(limits, headers):
+    """Voice clips and seed-002 uploads (a ``task_id``, no ``message_type``)
+    may carry header_body bytes; other messages header_frame."""
+    if headers.get("message_type") == "voice" or ("message_type" not in headers and "task_id" in headers):
+        return limits.header_body
+    return limits.header_frame
 
 
 def error_frame(json_dialect, stat, reason):

@@ -7,7 +7,7 @@ The framing rules and error codes are in docs/protocol-headers-framing.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _KEY = re.compile(r"[a-z0-9_-]+")
@@ -41,13 +41,14 @@ class HeaderDecoder:
 
     def __init__(
         self, max_line: int = 8192, max_headers: int = 64, max_body: int = 16 * 1024 * 1024,
-        max_skip: int | None = None,
+        max_skip: int | None = None, body_limit: Callable[[dict[str, str]], int] | None = None,
     ):
         self.max_line = max_line
         self.max_headers = max_headers
         self.max_body = max_body
         self.max_skip = max_skip  # a rejected body longer than this ends the stream (None: skip any)
         self.ended = False
+        self.body_limit = body_limit  # a message's headers -> its body limit (None: max_body for all)
         self._buffer = bytearray()
         self._headers: dict[str, str] = {}  # headers of the message being read
         self._error: tuple[int, str] | None = None  # its first error, reported at its blank line
@@ -119,7 +120,7 @@ class HeaderDecoder:
         if length is None:
             # The body size is unknown, so whatever follows is read as the next message.
             error, length = error or (400, "bad content-length"), 0
-        elif length > self.max_body:
+        elif length > (self.max_body if self.body_limit is None else self.body_limit(headers)):
             error = error or (413, "body too large")
         if error:
             self.ended = self.max_skip is not None and length > self.max_skip

@@ -67,7 +67,8 @@ def json_stream(data):
 # -- the header parser (neochat/wire/headers.py) ---------------------------------
 
 def decode_headers(pieces):
-    decoder = HeaderDecoder(max_line=MAX_LINE, max_headers=MAX_HEADERS, max_body=MAX_BODY, max_skip=MAX_SKIP)
+    decoder = HeaderDecoder(max_line=MAX_LINE, max_headers=MAX_HEADERS, max_body=MAX_BODY, max_skip=MAX_SKIP,
+                            body_limit=lambda headers: MAX_BODY if "voice" in headers.values() else MAX_BODY // 4)
     items = []
     for piece in pieces:
         items += decoder.feed(piece)
