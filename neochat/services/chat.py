@@ -13,9 +13,9 @@ from neochat.services.limits import (
     ConnectionCounter, Limits, Pacer, error_frame, raise_descriptor_limit, set_frame_limits,
     total_connections,
 )
+from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
-JSON_START = b"{"
 REFUSAL_GRACE = 1.0  # seconds a refused connection has to show its dialect
 REFUSALS_WAITING = 64  # refused connections given that grace at once; the rest are closed at once
 
@@ -58,7 +58,10 @@ class ChatProtocol(Protocol, TimeoutMixin):
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
             self._early = b""
-            if not data:
+            if data.startswith(BOM):  # a byte order mark before the first message
+                data = data[len(BOM):].lstrip(WHITESPACE)
+            if BOM.startswith(data):  # nothing yet, or the start of a byte order mark
+                self._early = data
                 return
             self._start_dialect(data[:1])
         if self.pacer is not None:
@@ -140,9 +143,9 @@ class Refusal(Protocol):
             self._timer = self.factory.clock.callLater(REFUSAL_GRACE, self._refuse, False)
 
     def dataReceived(self, data):
-        first = data.lstrip(WHITESPACE)[:1]
+        first = data.lstrip(WHITESPACE).removeprefix(BOM).lstrip(WHITESPACE)[:1]
         if first and self.transport.connected:
-            self._refuse(first == JSON_START)
+            self._refuse(self.factory.dialect_for(first) is JsonDialect)
 
     def _refuse(self, json_dialect):
         self._cancel()
@@ -197,8 +200,9 @@ class ChatFactory(Factory):
 
 
 def default_dialects():
-    """``{`` opens a JSON object; anything else starts a header line."""
-    return {b"{": JsonDialect, None: HeaderDialect}
+    """``{`` opens a JSON object (``[`` a JSON array, answered with an error
+    that asks for an object); anything else starts a header line."""
+    return {b"{": JsonDialect, b"[": JsonDialect, None: HeaderDialect}
 
 
 class ChatService(service.Service):
