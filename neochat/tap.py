@@ -83,8 +83,8 @@ class Options(usage.Options):
     def opt_limit(self, assignment):
         """NAME=VALUE: change one message-server limit (repeatable; 0: off):
         frame_before_login (8192 B), bytes_before_login (65536), json_object
-        (65536 B), header_frame (256 KiB), header_body (voice clips and
-        uploads: 16 MiB), login_timeout (60 s), idle_timeout
+        (65536 B), header_frame (256 KiB), header_body (voice clips:
+        16 MiB), login_timeout (60 s), idle_timeout
         (600 s), connections_per_address (20), connections_total (0: the
         descriptor limit less 5 %, at least 256), messages_per_second (50),
         message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),

@@ -4,8 +4,10 @@
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
@@ -20,8 +22,12 @@ REFUSAL_GRACE = 1.0  # seconds a refused connection has to show its dialect
 REFUSALS_WAITING = 64  # refused connections given that grace at once; the rest are closed at once
 
 
+@implementer(IHalfCloseableProtocol)
 class ChatProtocol(Protocol, TimeoutMixin):
     """Picks the dialect from the first non-blank byte: ``{`` means JSON.
+
+    A client that half-closes (``nc -q1``) still gets every reply: what it
+    sent in full runs, and the connection closes after the last answer.
 
     Until the session logs in, the connection has ``login_timeout`` seconds,
     ``bytes_before_login`` bytes and small frames; after, ``idle_timeout``
@@ -111,6 +117,16 @@ class ChatProtocol(Protocol, TimeoutMixin):
         self._refused = True
         self.setTimeout(None)
         self.transport.write(error_frame(isinstance(self.dialect, JsonDialect), stat, reason))
+        self.transport.loseConnection()
+
+    def readConnectionLost(self):
+        if self.dialect is None:
+            self.transport.loseConnection()
+        else:
+            self.dialect.input_ended()
+
+    def writeConnectionLost(self):
+        """Only we could shut our side, and we never half-close."""
         self.transport.loseConnection()
 
     def connectionLost(self, reason):

@@ -38,6 +38,7 @@ class Dialect:
         self._paused = False
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
+        self._input_ended = False
 
     # -- subclass interface ----------------------------------------------
 
@@ -78,6 +79,17 @@ class Dialect:
         self.feed(data)
         self._pump()
 
+    def input_ended(self):
+        """The client half-closed its side: every request that arrived in full
+        still runs and is answered, then the connection closes."""
+        if not self._input_ended:
+            self._input_ended = True
+            self.end_of_input()
+            self._pump()
+
+    def end_of_input(self):
+        """Subclass hook: the items the stream's end completes."""
+
     def connection_lost(self):
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
@@ -95,6 +107,9 @@ class Dialect:
         while not self._busy and not self._ended and self._watcher.ready():
             item = self.next_item()
             if item is None:
+                if self._input_ended:  # all answered: the account goes offline now, not at the close
+                    self.chat.disconnected(self.session)
+                    self.close()
                 break
             self._watcher.took(item)
             self._dispatch(item)

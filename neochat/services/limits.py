@@ -32,7 +32,7 @@ class Limits:
     bytes_before_login: int = 64 * KIB  # bytes a connection may send before it is logged in
     json_object: int = 64 * KIB  # bytes of one JSON object after login
     header_frame: int = 256 * KIB  # bytes of one header-dialect body after login...
-    header_body: int = 16 * MIB  # ...of a voice clip or a seed-002 upload
+    header_body: int = 16 * MIB  # ...of a voice clip; a refused body declared longer closes the connection
     login_timeout: float = 60.0  # seconds from connect to a successful login
     idle_timeout: float = 600.0  # seconds without a byte from a logged-in client
     connections_per_address: int = 20
@@ -185,11 +185,9 @@ def set_frame_limits(decoder, limits, logged_in):
 
 
 def header_body_limit(limits, headers):
-    """Voice clips and seed-002 uploads (a ``task_id``, no ``message_type``)
-    may carry header_body bytes; other messages header_frame."""
-    if headers.get("message_type") == "voice" or ("message_type" not in headers and "task_id" in headers):
-        return limits.header_body
-    return limits.header_frame
+    """A voice clip may carry header_body bytes, other messages header_frame.
+    (Seed-002 uploads are streamed to disk: the file size limit bounds them.)"""
+    return limits.header_body if headers.get("message_type") == "voice" else limits.header_frame
 
 
 def error_frame(json_dialect, stat, reason):
