@@ -22,6 +22,10 @@ class Settings:
     hash_memory_kib: int = 65536
     # Private chat only between accepted friends.
     friends_only: bool = False
+    # Endpoint of the Prometheus metrics page (None: off), and "text" or
+    # "json" log lines (the .tac files honour log_format themselves).
+    metrics: str = None
+    log_format: str = "text"
     # The cell server (calls, docs/protocol.md "Calls").  Port ranges are
     # (first, last); relay_ports (0, 0) means any free port.  advertise_ip is
     # where clients send relayed media; None: cell_interface, or 127.0.0.1
@@ -40,11 +44,11 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def from_environment(cls):
-        """For .tac files: $NEOCHAT_LISTEN (space separated endpoints),
-        $NEOCHAT_CELL (cell server UDP port), $NEOCHAT_FTP (FTP port),
-        $NEOCHAT_DATA and $NEOCHAT_DB."""
-        settings = cls()
+    def from_environment(cls, settings=None):
+        """For .tac files: ``settings`` (default: the defaults) changed by
+        $NEOCHAT_LISTEN (space separated endpoints), $NEOCHAT_CELL (cell
+        server UDP port), $NEOCHAT_FTP (FTP port), $NEOCHAT_DATA and $NEOCHAT_DB."""
+        settings = settings or cls()
         if os.environ.get("NEOCHAT_LISTEN"):
             settings.listen = os.environ["NEOCHAT_LISTEN"].split()
         if os.environ.get("NEOCHAT_CELL"):

@@ -1,9 +1,11 @@
 """``twistd neochat``: command-line options and the service they build."""
 
+import sys
 from pathlib import Path
 
 from twisted.python import usage
 
+from neochat import config_file, logs
 from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
@@ -33,10 +35,17 @@ class Options(usage.Options):
         ["ftp-tls-required", None, "Refuse FTP logins and transfers without TLS (needs --ftp-cert)."],
     ]
     optParameters = [
+        ["config", None, None,
+         "TOML file holding any of these options by the same names (see neochat.example.toml);"
+         f" options on the command line override it (default: ${config_file.CONFIG_VARIABLE})."],
         ["db", None, None,
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
+        ["log-format", None, "text", "Log lines as text or json (JSON lines, one event each, with fields).",
+         logs.log_format],
+        ["metrics", None, None,
+         "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
         ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
         ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
@@ -67,6 +76,21 @@ class Options(usage.Options):
         self["listen"] = []
         self["call-limits"] = CallLimits()
         self["limits"] = Limits()
+
+    def parseOptions(self, options=None):
+        """The config file's options first, then the command line's.  Under
+        twistd, a bad option is one line on stderr and exit status 1."""
+        argv = sys.argv[1:] if options is None else list(options)
+        try:
+            path = config_file.config_path(argv)
+            if path:
+                config_file.check(path, type(self))
+                argv = config_file.merged_arguments(path, self, argv)
+            super().parseOptions(argv)
+        except usage.UsageError as error:
+            if self.parent is None:
+                raise
+            raise SystemExit(f"twistd neochat: {error}") from None
 
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
@@ -109,6 +133,8 @@ class Options(usage.Options):
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
         if self["ftp-tls-required"] and not self["ftp-cert"]:
             raise usage.UsageError("--ftp-tls-required needs --ftp-cert")
+        if self["log-format"] == "json" and self.parent is not None:
+            logs.use_json(self.parent)
 
     def settings(self):
         settings = Settings(
@@ -125,6 +151,8 @@ class Options(usage.Options):
             call_limits=self["call-limits"],
             limits=self["limits"],
             friends_only=bool(self["friends-only"]),
+            metrics=self["metrics"],
+            log_format=self["log-format"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],
@@ -155,4 +183,15 @@ def port_range(text):
 
 
 def makeService(options):
-    return build_service(options.settings())
+    return build_service(options.settings(), owns_process=True)
+
+
+def settings_from_environment():
+    """For .tac files: the options of the $NEOCHAT_CONFIG file if it is set,
+    then the NEOCHAT_* variables (Settings.from_environment)."""
+    options = Options()
+    try:
+        options.parseOptions([])
+    except usage.UsageError as error:
+        raise SystemExit(f"NeoChat could not start: {error}") from None
+    return Settings.from_environment(options.settings())

@@ -21,6 +21,6 @@ python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv pyth
 
 make_venv() {  # make_venv EXTRAS
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    # compat mode puts the checkout on sys.path, where twistd finds twisted/plugins.
-    .venv/bin/pip install -q -e ".$1" --config-settings editable_mode=compat
+    # The README's command: twistd finds twisted/plugins in the checkout (setup.py).
+    .venv/bin/pip install -q -e ".$1"
 }

@@ -3,7 +3,6 @@
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from neochat.chat.files import FileLimits
 from neochat.config import Settings
 from neochat.services.root import NeoChatService, advertised_ip
 from neochat.tap import Options, makeService
+from tests.twistd_process import TWISTD, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-TWISTD = str(Path(sys.executable).parent / "twistd")
 
 
 def test_options_have_working_defaults():
@@ -99,7 +98,7 @@ def test_make_service_builds_the_tree(tmp_path):
     options.parseOptions(["--data-dir", str(tmp_path)])
     root = makeService(options)
     assert isinstance(root, NeoChatService)
-    assert [child.name for child in root] == ["chat", "cell", "ftp", "file-retention"]
+    assert [child.name for child in root] == ["admin", "chat", "cell", "ftp", "file-retention"]
     root.db.close()
 
 
@@ -109,14 +108,8 @@ def test_twistd_lists_the_plugin_and_its_options():
     help_text = subprocess.run([TWISTD, "neochat", "--help"], capture_output=True, text=True, cwd="/")
     for option in ("--listen", "--db", "--data-dir", "--cell", "--relay-ports", "--advertise-ip", "--voice",
                    "--friends-only", "--ftp", "--ftp-passive-ports", "--ftp-cert", "--max-file-size",
-                   "--user-quota", "--file-retention-days"):
+                   "--user-quota", "--file-retention-days", "--config", "--metrics", "--log-format"):
         assert option in help_text.stdout
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def register_over_tcp(port, deadline):
@@ -133,14 +126,14 @@ def register_over_tcp(port, deadline):
         return sock.recv(1000)
 
 
-def serve_and_register(args, cwd, env=None):
+def serve_and_register(args, cwd, env=None, twistd=TWISTD):
     """Run twistd in the foreground on a free port (given to ``--listen`` or
     $NEOCHAT_LISTEN), register over TCP, stop it cleanly."""
     port = free_port()
     endpoint = f"tcp:{port}:interface=127.0.0.1"
     args = [arg.replace("{endpoint}", endpoint) for arg in args]
     env = dict(os.environ, NEOCHAT_LISTEN=endpoint, NEOCHAT_CELL="0", NEOCHAT_FTP="0", **(env or {}))
-    process = subprocess.Popen([TWISTD, "--pidfile=", *args], cwd=cwd, env=env,
+    process = subprocess.Popen([twistd, "--pidfile=", *args], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         reply = register_over_tcp(port, time.monotonic() + 30)

@@ -7,6 +7,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from twisted.internet import defer, threads
 
+from neochat.chat.admission import Admission
 from neochat.chat.errors import BadRequest, ChatError, Conflict
 from neochat.chat.model import now_ms
 
@@ -25,6 +26,7 @@ class Accounts:
         self.users = users
         self.hasher = hasher or PasswordHasher()
         self._reactor = reactor
+        self.admission = Admission()  # bans and open registration (neochatctl)
 
     def _in_thread(self, function, *args):
         if self._reactor is None:
@@ -56,6 +58,7 @@ class Accounts:
             yield self._in_thread(self.hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             return False
+        self.admission.check_account(account)  # a banned account is refused loudly
         return True
 
     @defer.inlineCallbacks

@@ -12,6 +12,7 @@ seed the call belongs to.  docs/protocol.md ("Calls") lists them.  Nothing here
 touches a socket: this talks to the call registry and the router.
 """
 
+from neochat.chat import audit
 from neochat.chat.calls import KEYED, REQUESTED, CallError
 from neochat.chat.errors import ChatError, NotLoggedIn
 from neochat.chat.model import Notice
@@ -62,7 +63,7 @@ class Calls:
             raise CallError("not_party" if calls else "no_such_call")
         call = _newest(incoming)
         if accept:
-            self.registry.accept(call.key, callee)
+            self._accept(call, callee)
             self.router.deliver(call.caller, self._voice_notice(call, "accept", call.caller))
         else:
             self._hang_up(call, callee, word="reject")
@@ -110,7 +111,7 @@ class Calls:
         account = _account(session)
         call = self._find(account, keyed=True, named=(other,), key=key)
         if accept:
-            self.registry.accept(call.key, account)
+            self._accept(call, account)
             self.router.deliver(call.caller, self._cell_notice(call, call.caller, "200"))
         else:
             self._hang_up(call, account)
@@ -139,6 +140,10 @@ class Calls:
             and key in (None, call.key) and all(call.has_party(name) for name in named)
         ]
 
+    def _accept(self, call, account):
+        self.registry.accept(call.key, account)
+        audit.call_started(call.caller, call.callee, call.kind)
+
     def _hang_up(self, call, account, word="close"):
         """``word`` is what the account said (seed 000: ``close`` or ``reject``):
         the other party hears the same word."""
@@ -150,6 +155,7 @@ class Calls:
             self._ended_by = self._ended_word = None
 
     def _call_ended(self, call, reason):
+        audit.call_ended(call.caller, call.callee, call.kind, reason)
         announced = call.media != KEYED or call.key in self._rung
         self._rung.discard(call.key)
         if not announced:

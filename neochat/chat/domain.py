@@ -6,8 +6,9 @@ import uuid
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.accounts import check_account_name
-from neochat.chat.errors import BadRequest, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
@@ -51,7 +52,9 @@ class Chat:
 
     def register(self, account, password, profile=None):
         """``profile``: seed 002's user-table fields, stored with the account."""
-        return self._track(self.accounts.register(account, password, check_profile(profile or {})))
+        self.accounts.admission.check_registration()
+        registering = self._track(self.accounts.register(account, password, check_profile(profile or {})))
+        return registering.addCallback(audit.registered, account)
 
     @defer.inlineCallbacks
     def login(self, session, account, password, acknowledges=False):
@@ -59,9 +62,15 @@ class Chat:
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
-        yield self.accounts.authenticate(account, password)
+        dialect = type(session.sink).__name__
+        try:
+            yield self.accounts.authenticate(account, password)
+        except ChatError as refused:
+            audit.login_failed(account, session.peer_host, dialect, refused.reason)
+            raise
         if session.closed:
             return
+        audit.login(account, session.peer_host, dialect)
         session.account = account
         session.acknowledges = bool(acknowledges)
         session.hold()
@@ -113,9 +122,20 @@ class Chat:
     def _go_offline(self, session, reason):
         """``reason`` ends the account's calls."""
         if session.account is not None and self.router.detach(session.account, session):
+            audit.logout(session.account, session.peer_host, reason)
             self.calls.end_all_for(session.account, reason)
             self.router.broadcast(UserLeft(session.account))
             self._track(self.friends.announce(session.account, online=False))
+
+    def kick(self, account, reason):
+        """An administrator disconnects the account (neochatctl kick, ban,
+        deluser): it goes offline and is told ``reason``.  False if offline."""
+        session = self.router.session_of(account)
+        if session is None:
+            return False
+        self._go_offline(session, "kicked")
+        self.kicked(session, reason)
+        return True
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
@@ -144,6 +164,7 @@ class Chat:
         except MissingReference:
             raise NotFound("unknown recipient")
         yield self._share_files(message, recipients=[rece_user])
+        audit.message(PRIVATE)
         self.router.deliver(rece_user, message)
         return message
 
@@ -155,6 +176,7 @@ class Chat:
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
             message.id, message.create_time = yield self._track(self.store.messages.add(message))
+            audit.message(LOBBY)
             self.router.broadcast(message, exclude=message.author)
             return message
         message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
@@ -167,6 +189,7 @@ class Chat:
         except NotAMember:
             raise Forbidden("not a member")
         yield self._share_files(message, group_id=message.group_id)
+        audit.message("group")
         for account in members:
             self.router.deliver(account, message)
         return message

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.model import now_ms
 
 log = Logger()
@@ -199,6 +200,7 @@ class Upload:
         finally:
             self._library.release_name(self.name)
         self._state = "done"
+        audit.file_transfer("upload", self.account, info.name, info.size)
         return info
 
     def abort(self):

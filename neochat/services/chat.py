@@ -193,6 +193,8 @@ class ChatFactory(Factory):
 
     def buildProtocol(self, addr):
         address = getattr(addr, "host", "local")
+        if self.chat.accounts.admission.address_banned(address):
+            return None  # neochatctl ban --address: the connection is closed at once
         refusal = self.counter.admit(address)
         if refusal is not None:
             return Refusal(self, refusal)

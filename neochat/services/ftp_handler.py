@@ -16,6 +16,8 @@ from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.log import logger
 from twisted.internet import threads
 
+from neochat.chat import audit
+from neochat.chat.errors import ChatError
 from neochat.chat.files import UploadRefused, is_stored_name
 
 # e: CWD (only "/"), l: listings, r: RETR, w: STOR/STOU, d: DELE (own files).
@@ -32,8 +34,12 @@ class AccountAuthorizer:
         self.home = home
 
     def validate_authentication(self, username, password, handler):
+        if self.accounts.admission.address_banned(handler.remote_ip):
+            raise AuthenticationFailed("address banned")
         try:
             valid = handler.ask(self.accounts.check_password, username, password)
+        except ChatError as error:  # a banned account
+            raise AuthenticationFailed(error.reason)
         except Exception:
             logger.exception("FTP login check failed")
             raise AuthenticationFailed("Login is unavailable; try again later.")
@@ -170,6 +176,14 @@ class NeoChatHandler:
         """Run ``function(*args)`` on the reactor; wait for its result."""
         return threads.blockingCallFromThread(self.reactor, function, *args)
 
+    def pre_process_command(self, line, cmd, arg):
+        # neochatctl ban: a logged-in banned account is dropped at its next command.
+        if self.authenticated and self.authorizer.accounts.admission.account_banned(self.username):
+            self.respond("421 account banned.")
+            self.close_when_done()
+            return
+        super().pre_process_command(line, cmd, arg)
+
     def ftp_STOR(self, file, mode="w"):
         if self._restart_position:
             self._restart_position = 0
@@ -247,6 +261,10 @@ class NeoChatHandler:
             return True
         finally:
             raw.detach()
+
+    def on_file_sent(self, file):
+        self.reactor.callFromThread(audit.file_transfer, "download", self.username, os.path.basename(file),
+                                    os.path.getsize(file))
 
     def flush_account(self):
         # USER or REIN drops a queued upload without closing its file.

@@ -4,18 +4,25 @@ from argon2 import PasswordHasher
 from twisted.application import internet, service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from neochat.admin.operations import Administration, Live
 from neochat.chat.accounts import Accounts
 from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
+from neochat.chat.model import Notice
 from neochat.chat.routing import LocalRouter
 from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
+from neochat.services import lifecycle
+from neochat.services.admin import SOCKET_NAME, AdminService
 from neochat.services.ftp import FTPService
+from neochat.services.metrics import MetricsService
 from neochat.store import Database, Store, dialect_from_url
+from neochat.store.admin import AdminStore
 from neochat.store.schema import upgrade
 
 log = Logger()
@@ -26,14 +33,21 @@ RETENTION_CHECK_SECONDS = 3600
 
 class NeoChatService(service.MultiService):
     """Upgrades the schema before any child listens, and on stop closes the
-    pool only after every child has stopped."""
+    pool only after every child has stopped.
 
-    def __init__(self, settings, reactor):
+    ``owns_process``: this service is the process's application (twistd, a
+    .tac): a failed start stops the reactor and makes the process exit
+    non-zero, and a stop that takes too long or is asked for twice is forced.
+    """
+
+    def __init__(self, settings, reactor, owns_process=False):
         super().__init__()
         self.reactor = reactor
+        self.owns_process = owns_process
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(dialect_from_url(settings.database_url(), settings.data_dir), reactor)
         self.store = Store(self.db)
+        self.admin_store = AdminStore(self.db)
         hasher = PasswordHasher(
             time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
         )
@@ -54,16 +68,32 @@ class NeoChatService(service.MultiService):
             transfers=Transfers(self.store, self.router, self.files),
         )
         self.chat.groups.max_members = settings.limits.max_group_size
-        self.chat_service = ChatService(self.chat, settings.listen, reactor, settings.limits)
+        try:
+            self.chat_service = ChatService(self.chat, settings.listen, reactor, settings.limits)
+        except Exception as error:
+            raise lifecycle.StartFailed(
+                f"cannot use --listen {' '.join(settings.listen)}: {error}",
+                "fix the endpoint; the files named by privateKey= and certKey= must be readable PEM",
+            ) from error
         self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
-        # Children stop in this order: chat first (its logouts end the calls),
-        # then cell, then FTP (whose thread needs the reactor), then the timer.
-        for name, child in (("chat", self.chat_service), ("cell", self.cell),
-                            ("ftp", self.ftp_service), ("file-retention", retention)):
+        self.administration = Administration(
+            self.store, self.admin_store, self.accounts, self.files,
+            Live(self.chat, self.chat_service.factory, self.cell.counters),
+        )
+        admin = AdminService(self.administration, settings.data_dir / SOCKET_NAME, reactor)
+        # Children stop in this order: the admin socket (and metrics), chat
+        # (its logouts end the calls), cell, FTP (whose thread needs the
+        # reactor), the timer.
+        children = [("admin", admin), ("chat", self.chat_service), ("cell", self.cell),
+                    ("ftp", self.ftp_service), ("file-retention", retention)]
+        if settings.metrics:
+            children.insert(1, ("metrics", MetricsService(self, settings.metrics, reactor)))
+        for name, child in children:
             child.setName(name)
             child.setServiceParent(self)
         self.ready = None
+        self.started = False  # every child started
 
     def _purge_expired_files(self):
         return self.files.purge_expired().addErrback(
@@ -80,23 +110,54 @@ class NeoChatService(service.MultiService):
         before, after = yield upgrade(self.db)
         if before != after:
             log.info("schema upgraded from version {before} to {after}", before=before, after=after)
+        bans = yield self.admin_store.bans()
+        self.accounts.admission.load(bans, (yield self.admin_store.settings()))
         started = [defer.maybeDeferred(child.startService) for child in self]
         yield defer.gatherResults(started, consumeErrors=True)
+        self.started = True
         log.info("NeoChat ready on {db}", db=self.db.dialect.describe())
+        if self.owns_process:
+            lifecycle.notify_systemd("READY=1")
 
     def _failed_to_start(self, failure):
-        log.failure("NeoChat could not start", failure)
-        if self.reactor.running:
-            self.reactor.stop()
+        service = list(self)[failure.value.index].name if failure.check(defer.FirstError) else None
+        reason = lifecycle.describe(failure, self.db.dialect.describe(), service)
+        if reason is None:
+            log.failure("NeoChat could not start", lifecycle.unwrap(failure))
+        else:
+            log.critical("NeoChat could not start: {reason}", reason=reason)
+        if self.owns_process:
+            lifecycle.exit_at_the_end(lifecycle.START_FAILED)
+            if self.reactor.running:
+                self.reactor.stop()
+            return None
         return failure
 
     @defer.inlineCallbacks
     def stopService(self):
+        """Tell the clients, stop chat (its logouts end the calls and it
+        finishes every accepted write), cell and FTP, checkpoint SQLite so
+        that its file alone is complete, close the pool."""
         service.Service.stopService(self)
+        forcing = None
+        if self.owns_process:
+            lifecycle.notify_systemd("STOPPING=1")
+            lifecycle.force_on_second_signal(lifecycle.force_exit)
+            forcing = self.reactor.callLater(lifecycle.STOP_TIMEOUT, lifecycle.force_exit,
+                                             f"still stopping after {lifecycle.STOP_TIMEOUT:g} s")
+        self.router.broadcast(Notice("shutdown", {"reason": "server shutting down"}))
         for child in self:
             if child.running:
                 yield defer.maybeDeferred(child.stopService)
+        if self.started:
+            try:
+                yield self.admin_store.checkpoint()
+            except Exception:
+                log.failure("checkpointing the database failed", Failure())
         self.db.close()
+        if forcing is not None and forcing.active():
+            forcing.cancel()
+        log.info("NeoChat stopped")
 
 
 def advertised_ip(settings):
@@ -109,7 +170,18 @@ def advertised_ip(settings):
     return LOOPBACK
 
 
-def build_service(settings, reactor=None):
+def build_service(settings, reactor=None, owns_process=False):
+    """The root service.  With ``owns_process`` (twistd, .tac files) an
+    error while building it ends the process with one line instead of a
+    traceback."""
     if reactor is None:
         from twisted.internet import reactor
-    return NeoChatService(settings, reactor)
+    try:
+        return NeoChatService(settings, reactor, owns_process)
+    except Exception:
+        if not owns_process:
+            raise
+        reason = lifecycle.describe(Failure(), settings.database_url() or "sqlite")
+        if reason is None:
+            raise
+        raise SystemExit(f"NeoChat could not start: {reason}") from None

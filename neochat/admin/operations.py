@@ -1,0 +1,258 @@
+"""Every ``neochatctl`` verb that reads or changes the server's state.
+
+One ``Administration`` serves both ways of running them: inside the server
+(behind the admin socket, with the live sessions: ``live`` is set) and
+offline, straight on the database when no server runs.  Verbs return
+JSON-ready values and raise ``ChatError`` subclasses for refusals.
+"""
+
+import inspect
+import time
+from dataclasses import dataclass
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from neochat.chat import audit
+from neochat.chat.accounts import MAX_PASSWORD, check_account_name
+from neochat.chat.admission import ACCOUNT, ADDRESS, REGISTRATION, network
+from neochat.chat.errors import BadRequest, Conflict, NotFound
+from neochat.chat.groups import ADMIN, CREATOR, MEMBER, check_group_id
+from neochat.chat.model import now_ms
+
+log = Logger()
+
+LIST_LIMIT = 1000
+ROLES = (CREATOR, ADMIN, MEMBER)
+
+
+class NotRunning(NotFound):
+    """A verb that needs the running server was run offline."""
+
+    def __init__(self):
+        super().__init__("needs the running server")
+
+
+@dataclass
+class Live:
+    """The running server's parts the live verbs need."""
+
+    chat: object  # neochat.chat.domain.Chat
+    connections: object  # the chat factory: .connections, each with .transport
+    calls: object  # callable: {"calls": n, ...relay counters}
+
+
+class Administration:
+    def __init__(self, store, admin_store, accounts, files, live=None):
+        self.store = store
+        self.admin_store = admin_store
+        self.accounts = accounts
+        self.files = files
+        self.live = live
+
+    # -- accounts --------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def adduser(self, account, password):
+        """Works while registration is closed: the administrator adds people."""
+        yield self.accounts.register(account, password)
+        log.info("account {account} added by the administrator", account=account, audit="adduser")
+        return {"account": account}
+
+    @defer.inlineCallbacks
+    def passwd(self, account, password):
+        check_account_name(account)
+        if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
+            raise BadRequest("bad password")
+        hashed = yield threads.deferToThread(self.accounts.hasher.hash, password)
+        if not (yield self.admin_store.set_password_hash(account, hashed)):
+            raise NotFound("unknown account")
+        log.info("password of {account} changed by the administrator", account=account, audit="passwd")
+        return {"account": account}
+
+    @defer.inlineCallbacks
+    def deluser(self, account):
+        """The account goes with its files, as the protocol's delete_account."""
+        check_account_name(account)
+        if not (yield self.store.users.existing([account])):
+            raise NotFound("unknown account")
+        self._kick(account, "account deleted")
+        files = yield self.files.delete_account_files(account)
+        yield self.store.users.delete(account)
+        log.info("account {account} deleted by the administrator with {files} files",
+                 account=account, files=files, audit="deluser")
+        return {"account": account, "files": files}
+
+    @defer.inlineCallbacks
+    def users(self, search="", limit=LIST_LIMIT):
+        rows = yield self.admin_store.users(search, limit)
+        online = set(self.live.chat.router.online_accounts()) if self.live else set()
+        for row in rows:
+            row["online"] = row["user_account"] in online if self.live else None
+        return rows
+
+    # -- sessions (live only) --------------------------------------------
+
+    def online(self):
+        router = self._live().chat.router
+        return [{"account": account, "address": router.session_of(account).peer_host}
+                for account in router.online_accounts()]
+
+    def kick(self, account, reason="kicked by the administrator"):
+        self._live()
+        if not self._kick(account, reason):
+            raise NotFound("not online")
+        audit.kicked(account, reason)
+        return {"account": account}
+
+    def _kick(self, account, reason):
+        return self.live is not None and self.live.chat.kick(account, reason)
+
+    # -- bans and registration -------------------------------------------
+
+    @defer.inlineCallbacks
+    def ban(self, kind, target, reason=""):
+        target = self._ban_target(kind, target)
+        added = yield self.admin_store.add_ban(kind, target, reason, now_ms())
+        self.accounts.admission.ban(kind, target, reason)
+        dropped = self._drop_banned(kind, target)
+        audit.banned(kind, target, reason, dropped)
+        return {"kind": kind, "target": target, "new": added, "disconnected": dropped}
+
+    @defer.inlineCallbacks
+    def unban(self, kind, target):
+        target = self._ban_target(kind, target)
+        if not (yield self.admin_store.remove_ban(kind, target)):
+            raise NotFound(f"{kind} not banned")
+        self.accounts.admission.unban(kind, target)
+        log.info("{kind} {target} unbanned", kind=kind, target=target, audit="unban")
+        return {"kind": kind, "target": target}
+
+    def bans(self):
+        return self.admin_store.bans()
+
+    @staticmethod
+    def _ban_target(kind, target):
+        if kind == ACCOUNT:
+            return check_account_name(target)
+        if kind != ADDRESS:
+            raise BadRequest("ban an account or an address")
+        try:
+            return str(network(target))
+        except ValueError:
+            raise BadRequest(f"not an IP address or network: {target}") from None
+
+    def _drop_banned(self, kind, target):
+        """Kick the banned account, or close every connection from the network."""
+        if self.live is None:
+            return 0
+        if kind == ACCOUNT:
+            return int(self._kick(target, "account banned"))
+        admission = self.accounts.admission
+        dropped = 0
+        for connection in list(self.live.connections.connections):
+            if admission.address_banned(connection.transport.getPeer().host):
+                connection.transport.loseConnection()
+                dropped += 1
+        return dropped
+
+    @defer.inlineCallbacks
+    def registration(self, state=None):
+        """Read, or set to "open" or "closed"; kept in the database."""
+        if state is not None:
+            if state not in ("open", "closed"):
+                raise BadRequest("registration is open or closed")
+            yield self.admin_store.set_setting(REGISTRATION, state)
+            self.accounts.admission.registration_open = state == "open"
+            log.info("registration {state}", state=state, audit="registration_setting")
+        stored = yield self.admin_store.settings()
+        return {"registration": stored.get(REGISTRATION, "open")}
+
+    # -- groups ----------------------------------------------------------
+
+    def groups(self, search="", limit=LIST_LIMIT):
+        return self.admin_store.groups(search, limit)
+
+    @defer.inlineCallbacks
+    def group_show(self, group_id):
+        info = yield self.store.groups.info(check_group_id(group_id))
+        if info is None:
+            raise NotFound("unknown group")
+        info["members"] = yield self.store.groups.members(group_id)
+        return info
+
+    @defer.inlineCallbacks
+    def group_create(self, group_id, owner, introduction=""):
+        check_group_id(group_id)
+        if not (yield self.store.users.existing([check_account_name(owner)])):
+            raise NotFound("unknown account")
+        if not (yield self.store.groups.create(group_id, owner, introduction, now_ms())):
+            raise Conflict("group exists")
+        log.info("group {group_id} created for {owner}", group_id=group_id, owner=owner, audit="group_create")
+        return {"group_id": group_id, "founder": owner}
+
+    @defer.inlineCallbacks
+    def group_delete(self, group_id):
+        if not (yield self.store.groups.dissolve(check_group_id(group_id))):
+            raise NotFound("unknown group")
+        log.info("group {group_id} deleted", group_id=group_id, audit="group_delete")
+        return {"group_id": group_id}
+
+    @defer.inlineCallbacks
+    def group_role(self, group_id, account, role):
+        """Make a member creator (the old creator becomes an admin), admin or member."""
+        if role not in ROLES:
+            raise BadRequest(f"role is one of {', '.join(ROLES)}")
+        current = yield self.store.groups.role(check_group_id(group_id), check_account_name(account))
+        if current is None:
+            raise NotFound("not a member (or unknown group)")
+        if role == CREATOR:
+            info = yield self.store.groups.info(group_id)
+            yield self.store.groups.transfer(group_id, info["founder"], account)
+        elif current == CREATOR:
+            raise BadRequest("give the group another creator first")
+        else:
+            yield self.store.groups.set_role(group_id, account, role)
+        return {"group_id": group_id, "account": account, "role": role}
+
+    # -- numbers ---------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def stats(self):
+        midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+        counts = yield self.admin_store.counts(int(midnight * 1000))
+        if self.live:
+            counts["online"] = len(self.live.chat.router.online_accounts())
+            counts["connections"] = len(self.live.connections.connections)
+            counts.update(self.live.calls())
+        return counts
+
+    def _live(self):
+        if self.live is None:
+            raise NotRunning()
+        return self.live
+
+
+VERBS = {
+    "adduser": Administration.adduser, "passwd": Administration.passwd,
+    "deluser": Administration.deluser, "users": Administration.users,
+    "online": Administration.online, "kick": Administration.kick,
+    "ban": Administration.ban, "unban": Administration.unban, "bans": Administration.bans,
+    "registration": Administration.registration,
+    "groups": Administration.groups, "group_show": Administration.group_show,
+    "group_create": Administration.group_create, "group_delete": Administration.group_delete,
+    "group_role": Administration.group_role, "stats": Administration.stats,
+}
+
+
+def run(administration, verb, arguments):
+    """Deferred: ``verb`` with keyword ``arguments``; BadRequest for unknown
+    verbs or arguments."""
+    function = VERBS.get(verb)
+    if function is None:
+        return defer.fail(BadRequest(f"unknown command {verb!r}"))
+    try:
+        inspect.signature(function).bind(administration, **arguments)
+    except TypeError as error:
+        return defer.fail(BadRequest(f"{verb}: {error}"))
+    return defer.maybeDeferred(function, administration, **arguments)
