@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neochat.chat.calls import CallLimits
+from neochat.chat.throttle import ThrottleSettings
 from neochat.services.ftp import FtpSettings
 from neochat.services.limits import Limits
 
@@ -16,10 +17,18 @@ class Settings:
     listen: list = field(default_factory=lambda: ["tcp:7000"])
     # Database URL; None means $NEOCHAT_DB, else SQLite in data_dir.
     db_url: str = None
+    # Seconds a request waits for a lost database before "database unavailable".
+    db_retry_seconds: float = 10.0
     data_dir: Path = Path("neochat-data")
-    # argon2id cost.  The defaults are argon2-cffi's (RFC 9106 low-memory).
-    hash_time_cost: int = 3
-    hash_memory_kib: int = 65536
+    # argon2id cost: OWASP's baseline (t=2, 19 MiB, p=1), hashed by
+    # hash_threads threads with at most hash_queue more waiting (then 503).
+    hash_time_cost: int = 2
+    hash_memory_kib: int = 19456
+    hash_threads: int = 2
+    hash_queue: int = 64
+    # Resume tokens last this long (seconds); the key is in data_dir.
+    token_lifetime: float = 7 * 24 * 3600
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     # Private chat only between accepted friends.
     friends_only: bool = False
     # Endpoint of the Prometheus metrics page (None: off), and "text" or
@@ -37,6 +46,7 @@ class Settings:
     advertise_ip: str = None
     voice_mode: str = "relay"  # or "p2p": seed-000 voice media goes peer to peer
     call_limits: CallLimits = field(default_factory=CallLimits)
+    udp_receive_buffer: int = 4 * 1024 * 1024  # SO_RCVBUF of the cell and relay ports; 0: the kernel's
     # The FTP file server and the file limits it shares with in-band
     # transfers (docs/files.md).
     ftp: FtpSettings = field(default_factory=FtpSettings)

@@ -12,6 +12,7 @@ from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
 from neochat.services.limits import Limits
 from neochat.services.root import build_service
+from neochat.services.tls import ssl_files
 
 VOICE_MODES = (RELAY, P2P)
 MIB = 1024 * 1024
@@ -32,7 +33,8 @@ class Options(usage.Options):
     )
     optFlags = [
         ["friends-only", None, "Private chat only between accepted friends (default: anyone)."],
-        ["ftp-tls-required", None, "Refuse FTP logins and transfers without TLS (needs --ftp-cert)."],
+        ["ftp-tls-required", None,
+         "Refuse FTP logins and transfers without TLS (needs --ftp-cert or an ssl: --listen)."],
     ]
     optParameters = [
         ["config", None, None,
@@ -42,14 +44,19 @@ class Options(usage.Options):
          "Database URL: sqlite:PATH or mysql://user:password@host:port/dbname "
          f"(default: ${DB_URL_VARIABLE}, else SQLite in the data dir)."],
         ["data-dir", None, "neochat-data", "Directory for the SQLite database and files."],
+        ["db-retry", None, 10.0, "Seconds a request waits for a lost database before failing with 503.", float],
+        ["argon2-time-cost", None, 2, "argon2id passes per password hash.", int],
+        ["argon2-memory", None, 19456, "argon2id memory per password hash, in KiB.", int],
+        ["hash-threads", None, 2, "Threads hashing passwords.", int],
+        ["hash-queue", None, 64, "Password hashes waiting for a thread before logins get 503.", int],
+        ["token-days", None, 7, "Days a resume token stays valid.", float],
         ["log-format", None, "text", "Log lines as text or json (JSON lines, one event each, with fields).",
          logs.log_format],
         ["metrics", None, None,
          "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
-        ["argon2-time-cost", None, 3, "argon2id passes per password hash.", int],
-        ["argon2-memory", None, 65536, "argon2id memory per password hash, in KiB.", int],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
         ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
+        ["udp-buffer", None, 4096, "Receive buffer of the cell and relay ports, in KiB (0: the kernel's).", int],
         ["relay-ports", None, "40000-40999",
          "UDP ports relaying seed-000 voice calls, FIRST-LAST, one per party (0-0: any free port)."],
         ["client-ports", None, "41000-41999",
@@ -64,7 +71,8 @@ class Options(usage.Options):
         ["ftp-interface", None, "0.0.0.0", "Interface the FTP server binds."],
         ["ftp-passive-ports", None, None, "FTP passive data ports, FIRST-LAST (default: any free port)."],
         ["ftp-masquerade", None, None, "Address the FTP server announces for passive data (behind NAT)."],
-        ["ftp-cert", None, None, "PEM certificate: enables FTPS (AUTH TLS)."],
+        ["ftp-cert", None, None,
+         "PEM certificate: enables FTPS (AUTH TLS). Default: the first ssl: --listen endpoint's, if any."],
         ["ftp-key", None, None, "PEM private key for --ftp-cert (default: in the certificate file)."],
         ["max-file-size", None, 256, "Largest file, FTP or in-band, in MiB (0: no limit).", int],
         ["user-quota", None, 1024, "Bytes of files one account may own, in MiB (0: no quota).", int],
@@ -95,7 +103,8 @@ class Options(usage.Options):
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
         max_calls_total (1000), request_timeout (30 s), idle_timeout (60 s),
-        key_requests_per_ip (10) per key_request_window (10 s), and
+        key_requests_per_ip (10) per key_request_window (10 s),
+        unclaimed_keys_per_ip (4), unclaimed_keys_total (256), unclaimed_key_timeout (30 s), and
         audio.* / video.* max_datagram (1400 / 8192 bytes), packets_per_second
         (200 / 2000) and bytes_per_second (64000 / 1250000)."""
         name, _, value = assignment.partition("=")
@@ -131,8 +140,8 @@ class Options(usage.Options):
             raise usage.UsageError("--client-ports needs real port numbers")
         if self["ftp-passive-ports"]:
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
-        if self["ftp-tls-required"] and not self["ftp-cert"]:
-            raise usage.UsageError("--ftp-tls-required needs --ftp-cert")
+        if self["ftp-tls-required"] and not (self["ftp-cert"] or any(ssl_files(d) for d in self["listen"])):
+            raise usage.UsageError("--ftp-tls-required needs --ftp-cert or an ssl: --listen endpoint")
         if self["log-format"] == "json" and self.parent is not None:
             logs.use_json(self.parent)
 
@@ -140,10 +149,15 @@ class Options(usage.Options):
         settings = Settings(
             db_url=self["db"],
             data_dir=Path(self["data-dir"]),
+            db_retry_seconds=self["db-retry"],
             hash_time_cost=self["argon2-time-cost"],
             hash_memory_kib=self["argon2-memory"],
+            hash_threads=self["hash-threads"],
+            hash_queue=self["hash-queue"],
+            token_lifetime=self["token-days"] * 24 * 3600,
             cell_port=self["cell"],
             cell_interface=self["cell-interface"],
+            udp_receive_buffer=self["udp-buffer"] * 1024,
             relay_ports=self["relay-ports"],
             client_ports=self["client-ports"],
             advertise_ip=self["advertise-ip"],

@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
@@ -69,6 +70,8 @@ def settings(db_url, tmp_path):
         relay_ports=(0, 0),
         client_ports=free_port_range(8),
         ftp=FtpSettings(interface=LOCAL, port=0),
+        # Every test client registers from 127.0.0.1.
+        throttle=ThrottleSettings(registrations_per_address=100_000),
     )
 
 

@@ -318,3 +318,16 @@ async def test_dropped_connection_ends_a_videocall_and_tells_the_other_party(ser
     told = await b.next("cell")
     assert (told["user_account"], told["friends"], told["cell_type"], told["reason"]) == (B, A, "404", "disconnected")
     await assert_no_calls_left(server)
+
+
+@pytest_twisted.ensureDeferred
+async def test_voice_clip_on_a_friends_only_server_needs_a_friend(server):
+    server.chat.friends_only = True
+    a, b = await server.logged_in(A, B, dialect="header")
+    clip = b"\x01\x02" * 100
+    reply = await a.request(header("voice", A, friends=B), clip)
+    assert (reply["stat"], reply["reason"]) == ("403", "not a friend")
+    await a.op("friend_request", friend=B)
+    await b.op("friend_accept", friend=A)
+    assert (await a.request(header("voice", A, friends=B), clip))["stat"] == "200"
+    assert (await b.next("voice"))["body"] == clip

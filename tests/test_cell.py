@@ -3,12 +3,14 @@
 Real UDP sockets on 127.0.0.1; registry timers run on a task.Clock.
 """
 
+import socket
+
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
-from neochat.services.cell import CellService
+from neochat.services.cell import RECEIVE_BUFFER, CellService, PortRange
 from neochat.services.relay import parse_fields
 from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
@@ -54,6 +56,16 @@ def accepted_voice_call(cell, caller=ALICE, callee=BOB):
     return call, cell.party_addresses(call.key, caller), cell.party_addresses(call.key, callee)
 
 
+def keyed_call(registry, caller, callee, kind="call"):
+    """A key as the cell port gives it, claimed as the caller's ``call`` message does."""
+    return registry.claim(registry.request_key(caller, callee, kind), caller, callee)
+
+
+def accept_key(cell, key, caller=ALICE, callee=BOB):
+    cell.registry.claim(key, caller, callee)
+    return cell.registry.accept(key, callee)
+
+
 def relay_ports_of(call):
     return [call.caller_leg.relay_port, call.callee_leg.relay_port]
 
@@ -65,14 +77,14 @@ def test_keys_are_random_and_do_not_name_the_accounts():
     registry = CallRegistry(clock=task.Clock())
     first = registry.request_key(ALICE, BOB)
     second = registry.request_key(ALICE, CAROL)
-    assert first.key != second.key
-    assert len(first.key) >= 22  # token_urlsafe(16): 128 bits
-    assert "86101" not in first.key and "8200001" not in first.key
+    assert first != second
+    assert len(first) >= 22  # token_urlsafe(16): 128 bits
+    assert "86101" not in first and "8200001" not in first
 
 
 def test_only_the_callee_can_accept_and_only_once():
     registry = CallRegistry(clock=task.Clock())
-    call = registry.request_key(ALICE, BOB)
+    call = keyed_call(registry, ALICE, BOB)
     with pytest.raises(CallError, match="not_party"):
         registry.accept(call.key, ALICE)
     assert registry.accept(call.key, BOB).state == ACCEPTED
@@ -84,7 +96,7 @@ def test_only_the_callee_can_accept_and_only_once():
 
 def test_outsider_cannot_close_a_call():
     registry = CallRegistry(clock=task.Clock())
-    call = registry.request_key(ALICE, BOB)
+    call = keyed_call(registry, ALICE, BOB)
     with pytest.raises(CallError, match="not_party"):
         registry.close(call.key, "closed", by_account=CAROL)
     assert registry.close(call.key, "rejected", by_account=BOB) is call
@@ -101,25 +113,25 @@ def test_bad_call_requests_are_refused(caller, callee, kind):
 
 def test_third_call_of_a_user_is_busy_either_side():
     registry = CallRegistry(clock=task.Clock())
-    registry.request_key(ALICE, BOB)
-    registry.request_key(CAROL, ALICE)
+    keyed_call(registry, ALICE, BOB)
+    keyed_call(registry, CAROL, ALICE)
     with pytest.raises(CallError, match="busy") as error:
-        registry.request_key(ALICE, "+1")
+        keyed_call(registry, ALICE, "+1")
     assert error.value.stat == 486
     with pytest.raises(CallError, match="busy"):
-        registry.request_key("+1", ALICE)
+        keyed_call(registry, "+1", ALICE)
 
 
 def test_total_call_limit_reports_server_full():
     registry = CallRegistry(CallLimits(max_calls_total=1), task.Clock())
-    registry.request_key(ALICE, BOB)
+    keyed_call(registry, ALICE, BOB)
     with pytest.raises(CallError, match="server_full"):
-        registry.request_key(CAROL, "+1")
+        keyed_call(registry, CAROL, "+1")
 
 
 def test_find_call_finds_the_call_between_two_accounts_either_way():
     registry = CallRegistry(clock=task.Clock())
-    call = registry.request_key(ALICE, BOB)
+    call = keyed_call(registry, ALICE, BOB)
     assert registry.find_call(BOB, ALICE) is call
     assert registry.find_call(ALICE, CAROL) is None
 
@@ -280,7 +292,7 @@ async def test_keyed_relay_key_request_accept_then_media_both_ways(net):
     reply = await request_key(cell, alice)
     assert reply["stat"] == "200"
     key = reply["connection_key"]
-    cell.registry.accept(key, BOB)
+    accept_key(cell, key)
 
     alice.send(media(key, "A", b""), cell_address(cell))  # latches alice; bob is not known yet
     await wait_for(lambda: cell.counters()["dropped_peer_unknown"] == 1)
@@ -295,7 +307,9 @@ async def test_keyed_media_before_accept_is_dropped(net):
     cell = net.cell()
     alice = net.party()
     key = (await request_key(cell, alice))["connection_key"]
-    assert cell.registry.get(key).state == "requested"
+    alice.send(media(key, "A", b"unclaimed"), cell_address(cell))
+    await wait_for(lambda: cell.counters()["dropped_unknown_key"] == 1)
+    assert cell.registry.claim(key, ALICE, BOB).state == "requested"
     alice.send(media(key, "A", b"too early"), cell_address(cell))
     await wait_for(lambda: cell.counters()["dropped_not_accepted"] == 1)
     assert cell.registry.get(key).caller_leg.latched is None
@@ -306,7 +320,7 @@ async def test_keyed_relay_third_party_can_neither_inject_nor_receive(net):
     cell = net.cell()
     alice, bob, mallory = net.party(), net.party(), net.party()
     key = (await request_key(cell, alice))["connection_key"]
-    cell.registry.accept(key, BOB)
+    accept_key(cell, key)
     alice.send(media(key, "A", b""), cell_address(cell))
     bob.send(media(key, "B", b"latched"), cell_address(cell))
     await alice.next()
@@ -326,7 +340,7 @@ async def test_videocall_key_allows_larger_datagrams(net):
     alice, bob = net.party(), net.party()
     reply = await request_key(cell, alice, b"user_account: +86101\nfriends: +8200001\nmessage_type: videocall\n\n")
     key = reply["connection_key"]
-    cell.registry.accept(key, BOB)
+    accept_key(cell, key)
     alice.send(media(key, "A", b""), cell_address(cell))
     frame = media(key, "B", b"v" * 8000)
     bob.send(frame, cell_address(cell))
@@ -348,14 +362,13 @@ async def test_bad_key_request_gets_400(net, request_datagram):
 
 @pytest_twisted.ensureDeferred
 async def test_key_requests_are_rate_limited_per_source_ip(net):
-    cell = net.cell()
+    cell = net.cell(limits=CallLimits(unclaimed_keys_per_ip=10))
     alice = net.party()
     for number in range(5):
         assert (await request_key(cell, alice, b"junk %d\n" % number))["stat"] == "400"
     for number in range(5):
         reply = await request_key(cell, alice, b"user_account: +%d\nfriends: +8200001\n\n" % number)
         assert reply["stat"] == "200", number
-        cell.registry.close(reply["connection_key"])
     assert await request_key(cell, alice) == {"stat": "429", "reason": "rate_limited"}
     net.clock.advance(10)
     assert (await request_key(cell, alice))["stat"] == "200"
@@ -374,12 +387,39 @@ async def test_key_requests_past_the_first_refusal_get_no_reply(net):
 
 
 @pytest_twisted.ensureDeferred
-async def test_key_request_beyond_calls_per_user_gets_486(net):
-    cell = net.cell()
-    alice = net.party()
-    assert (await request_key(cell, alice))["stat"] == "200"
-    assert (await request_key(cell, alice))["stat"] == "200"
-    assert await request_key(cell, alice) == {"stat": "486", "reason": "busy"}
+async def test_strangers_key_requests_make_nobody_busy_and_take_no_call_capacity(net):
+    cell = net.cell(limits=CallLimits(max_calls_per_user=1, max_calls_total=1))
+    stranger = net.party()
+    for _ in range(4):
+        assert (await request_key(cell, stranger))["stat"] == "200"
+    assert await request_key(cell, stranger) == {"stat": "429", "reason": "rate_limited"}
+    assert len(cell.registry) == 0 and cell.registry.unclaimed_count() == 4
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)  # neither is busy, the server is not full
+    assert cell.registry.get(call.key) is call
+
+
+@pytest_twisted.ensureDeferred
+async def test_unclaimed_keys_are_bounded_in_total_and_expire(net):
+    cell = net.cell(limits=CallLimits(unclaimed_keys_total=3))
+    first, second = net.party(), net.party(interface="127.0.0.2")
+    keys = [(await request_key(cell, party))["connection_key"] for party in (first, first, second)]
+    assert await request_key(cell, second) == {"stat": "503", "reason": "server_full"}
+    net.clock.advance(30)
+    assert cell.registry.unclaimed_count() == 0
+    with pytest.raises(CallError, match="no_such_call"):
+        cell.registry.claim(keys[0], ALICE, BOB)
+    assert (await request_key(cell, second))["stat"] == "200"
+
+
+def test_only_the_named_caller_and_callee_can_claim_a_key():
+    registry = CallRegistry(clock=task.Clock())
+    key = registry.request_key(ALICE, BOB)
+    for caller, callee in ((CAROL, BOB), (ALICE, CAROL)):
+        with pytest.raises(CallError, match="not_party"):
+            registry.claim(key, caller, callee)
+    assert registry.claim(key, ALICE, BOB).key == key
+    with pytest.raises(CallError, match="no_such_call"):
+        registry.claim(key, ALICE, BOB)
 
 
 # What ends a call
@@ -428,8 +468,8 @@ async def test_call_silent_both_ways_ends_after_idle_timeout(net):
 async def test_close_all_for_ends_every_call_of_the_account_and_frees_ports(net):
     cell = net.cell()
     with_bob = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
-    key_call = cell.registry.request_key(CAROL, ALICE)
-    cell.registry.request_key(BOB, CAROL)
+    key_call = keyed_call(cell.registry, CAROL, ALICE)
+    keyed_call(cell.registry, BOB, CAROL)
     ports = relay_ports_of(with_bob)
 
     ended = cell.registry.close_all_for(ALICE, "logout")
@@ -455,3 +495,28 @@ async def test_stop_service_closes_every_port_and_cancels_every_timer(net):
     assert set(reactor.getDelayedCalls()) <= before
     assert sorted(reason for _, reason in net.ended) == ["shutdown", "shutdown"]
     assert len(cell.registry) == 0
+
+
+def test_ports_are_handed_out_at_random_and_the_last_free_one_is_found():
+    ports = PortRange(40000, 40999)
+    in_use = set()
+    for _ in range(20):
+        in_use.add(next(ports.candidates(in_use)))
+    assert len(in_use) == 20
+    assert sorted(in_use) != list(range(min(in_use), min(in_use) + 20))  # not in sequence
+    nearly_full = set(range(40000, 41000)) - {40500}
+    assert next(ports.candidates(nearly_full)) == 40500
+
+
+@pytest_twisted.ensureDeferred
+async def test_cell_and_relay_ports_get_the_large_receive_buffer(net):
+    cell = net.cell()
+    call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    for port in (cell.cell_port, call.caller_leg.out, call.callee_leg.out):
+        # Linux caps the size at net.core.rmem_max and reports twice what it set.
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(RECEIVE_BUFFER, rmem_max())
+
+
+def rmem_max():
+    with open("/proc/sys/net/core/rmem_max") as limit:
+        return int(limit.read())

@@ -23,6 +23,7 @@ from twisted.internet.threads import deferToThread
 from neochat.chat.accounts import Accounts
 from neochat.chat.files import DAY_MS, PARTIAL_DIR, FileLibrary, references
 from neochat.chat.model import now_ms
+from neochat.chat.throttle import TooManyAttempts
 from neochat.services.ftp import FTPService, FtpSettings
 from neochat.store import Database, dialect_from_url
 from neochat.store.files import FileStore
@@ -91,6 +92,7 @@ async def world(db_url, tmp_path):
     await made.start_ftp()
     yield made
     await made.stop_ftp()
+    made.accounts.pool.stop()
     made.db.close()
 
 
@@ -175,6 +177,54 @@ def test_login_refused_for_wrong_password_unknown_user_and_anonymous(world):
     replies = yield deferToThread(attempts)
     assert [reply[:3] for reply in replies] == ["530"] * 6
     assert "Anonymous access not allowed" in replies[4]
+
+
+@pytest_twisted.inlineCallbacks
+def test_ftp_failures_count_in_the_same_throttle_as_chat_logins(world):
+    def guesses():
+        replies = []
+        for _ in range(6):
+            with connect(world.port) as ftp:
+                replies.append(refused(ftp.login, BOB, "wrong"))
+        return replies
+
+    replies = yield deferToThread(guesses)
+    assert replies[-1] == "530 Too many attempts, retry in 1 s."
+    with pytest.raises(TooManyAttempts):
+        yield world.accounts.authenticate(BOB, PASSWORDS[BOB], "127.0.0.1")
+
+
+@pytest_twisted.inlineCallbacks
+def test_noop_answers_while_other_clients_wait_for_password_checks(world, monkeypatch):
+    check_seconds = 3.0
+
+    def slow_check(account, password):
+        return task.deferLater(reactor, check_seconds, lambda: None)
+
+    def session():
+        with login(world.port, ALICE) as ftp:
+            ready.set()
+            go.wait(TIMEOUT)
+            started = time.monotonic()
+            ftp.voidcmd("NOOP")
+            return time.monotonic() - started
+
+    ready, go = threading.Event(), threading.Event()
+    noop = deferToThread(session)
+    yield deferToThread(ready.wait, TIMEOUT)
+    monkeypatch.setattr(world.accounts, "check_password", slow_check)
+    guessers = []
+    for _ in range(8):
+        guesser = socket.create_connection(("127.0.0.1", world.port), timeout=TIMEOUT)
+        guesser.sendall(b"USER carol\r\nPASS guess\r\n")
+        guessers.append(guesser)
+    yield task.deferLater(reactor, 0.3, lambda: None)  # the guesses reach the FTP thread
+    go.set()
+    try:
+        assert (yield noop) < check_seconds / 2
+    finally:
+        for guesser in guessers:
+            guesser.close()
 
 
 # -- naming ---------------------------------------------------------------------

@@ -86,13 +86,14 @@ class Calls:
         caller = _account(session)
         if kind not in KEYED_KINDS:
             raise CallError("bad_request")
-        return self.registry.request_key(caller, callee, kind, source_ip=session.peer_host).key
+        return self.registry.request_key(caller, callee, kind, source_ip=session.peer_host)
 
     def ring(self, session, callee, key, message_type):
-        """Forward the caller's ``call``/``videocall`` with its key; a callee offline ends the call."""
+        """Forward the caller's ``call``/``videocall`` with its key, which makes
+        an unclaimed key a call; a callee offline ends the call."""
         caller = _account(session)
-        call = self.registry.get(key)
-        if call is None or call.media != KEYED:
+        call = self.registry.get(key) or self.registry.claim(key, caller, callee)
+        if call.media != KEYED:
             raise CallError("no_such_call")
         if (call.caller, call.callee) != (caller, callee):
             raise CallError("not_party")

@@ -1,12 +1,16 @@
 """Calls between two accounts: keys, states, limits and timeouts, with no I/O.
 
-A call is requested, then accepted by the callee, then closed.  Its media may
+A call is requested, then accepted by the callee, then closed.  A key asked
+for on the cell port (no login needed) is not a call yet: it waits, unclaimed,
+in a small pool of its own until the caller's logged-in session rings with it,
+so strangers' key requests touch no account's calls and no call capacity.  Its media may
 flow only while it is accepted.  Closing a call runs the cleanups its media
 owner registered (relay ports, client ports) and then ``on_call_ended``.
 docs/protocol.md ("Calls") describes the limits, timeouts and reasons.
 """
 
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 from twisted.logger import Logger
@@ -58,6 +62,9 @@ class CallLimits:
     idle_timeout: float = 60.0  # an accepted call with no media either way ends after this
     key_requests_per_ip: int = 10  # per source IP in each key_request_window
     key_request_window: float = 10.0
+    unclaimed_keys_per_ip: int = 4  # keys no call message used yet, per source IP
+    unclaimed_keys_total: int = 256
+    unclaimed_key_timeout: float = 30.0  # an unclaimed key is forgotten after this
     audio: MediaCaps = MediaCaps(max_datagram=1400, packets_per_second=200, bytes_per_second=64_000)
     video: MediaCaps = MediaCaps(max_datagram=8192, packets_per_second=2000, bytes_per_second=1_250_000)
 
@@ -156,6 +163,15 @@ class Leg:
         return self.packets.take(1, now) and self.octets.take(size, now)
 
 
+@dataclass(frozen=True)
+class UnclaimedKey:
+    caller: str
+    callee: str
+    kind: str
+    source_ip: str
+    created_at: float
+
+
 class Call:
     def __init__(self, key, caller, callee, kind, media, caps, now):
         self.key = key
@@ -208,25 +224,69 @@ class CallRegistry:
         self._calls = {}
         self._by_account = {}
         self.key_requests = WindowLimiter(self.limits.key_requests_per_ip, self.limits.key_request_window, clock)
+        self._unclaimed = OrderedDict()  # key -> UnclaimedKey, oldest first
+        self._unclaimed_by_ip = {}
 
-    def request_key(self, caller, callee, kind="call", source_ip=None):
-        """Create a call whose media goes through the keyed cell port; returns the Call.
+    def request_key(self, caller, callee, kind="call", source_ip=None, counted=False):
+        """A new unclaimed key for a keyed call between the two; ``claim`` makes it a call.
 
-        Pass ``source_ip`` to count the request against that IP's key request limit.
+        Counts against ``source_ip``'s key request rate (unless ``counted``
+        already) and its share of the unclaimed pool.
         """
-        return self.create_call(caller, callee, kind, KEYED, source_ip)
-
-    def create_call(self, caller, callee, kind, media, source_ip=None):
-        """Create a requested call whose media is KEYED, RELAY or P2P; returns the Call."""
-        if source_ip is not None and self.key_requests.hit(source_ip) > self.limits.key_requests_per_ip:
+        if not counted and source_ip is not None \
+                and self.key_requests.hit(source_ip) > self.limits.key_requests_per_ip:
             raise CallError("rate_limited")
-        if kind not in KINDS or not _valid_account(caller) or not _valid_account(callee) or caller == callee:
-            raise CallError("bad_request")
+        _check_parties(caller, callee, kind)
+        self._expire_unclaimed()
+        if self._unclaimed_by_ip.get(source_ip, 0) >= self.limits.unclaimed_keys_per_ip:
+            raise CallError("rate_limited")
+        if len(self._unclaimed) >= self.limits.unclaimed_keys_total:
+            raise CallError("server_full")
+        key = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
+        self._unclaimed[key] = UnclaimedKey(caller, callee, kind, source_ip, self.clock.seconds())
+        self._unclaimed_by_ip[source_ip] = self._unclaimed_by_ip.get(source_ip, 0) + 1
+        return key
+
+    def claim(self, key, caller, callee):
+        """The caller's logged-in session uses an unclaimed key: it becomes a
+        KEYED call (subject to the call limits); returns the Call."""
+        self._expire_unclaimed()
+        pending = self._unclaimed.get(key)
+        if pending is None:
+            raise CallError("no_such_call")
+        if (pending.caller, pending.callee) != (caller, callee):
+            raise CallError("not_party")
+        self._forget_unclaimed(key)
+        return self.create_call(pending.caller, pending.callee, pending.kind, KEYED, key=key)
+
+    def unclaimed_count(self):
+        self._expire_unclaimed()
+        return len(self._unclaimed)
+
+    def _expire_unclaimed(self):
+        deadline = self.clock.seconds() - self.limits.unclaimed_key_timeout
+        while self._unclaimed:
+            key, oldest = next(iter(self._unclaimed.items()))
+            if oldest.created_at > deadline:
+                break
+            self._forget_unclaimed(key)
+
+    def _forget_unclaimed(self, key):
+        source_ip = self._unclaimed.pop(key).source_ip
+        left = self._unclaimed_by_ip[source_ip] - 1
+        if left:
+            self._unclaimed_by_ip[source_ip] = left
+        else:
+            del self._unclaimed_by_ip[source_ip]
+
+    def create_call(self, caller, callee, kind, media, key=None):
+        """Create a requested call whose media is KEYED, RELAY or P2P; returns the Call."""
+        _check_parties(caller, callee, kind)
         if len(self._calls) >= self.limits.max_calls_total:
             raise CallError("server_full")
         if self._busy(caller) or self._busy(callee):
             raise CallError("busy")
-        key = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
+        key = key or secrets.token_urlsafe(16)
         call = Call(key, caller, callee, kind, media, self.limits.caps_for(kind), self.clock.seconds())
         self._calls[key] = call
         for account in (caller, callee):
@@ -277,6 +337,8 @@ class CallRegistry:
         return calls
 
     def close_all(self, reason):
+        self._unclaimed.clear()
+        self._unclaimed_by_ip.clear()
         for call in list(self._calls.values()):
             self._end(call, reason)
 
@@ -323,6 +385,11 @@ class CallRegistry:
         call.cleanups.clear()
         if notify and self.on_call_ended is not None:
             _run_safely(self.on_call_ended, call, reason)
+
+
+def _check_parties(caller, callee, kind):
+    if kind not in KINDS or not _valid_account(caller) or not _valid_account(callee) or caller == callee:
+        raise CallError("bad_request")
 
 
 def _valid_account(account):

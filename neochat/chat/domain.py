@@ -44,27 +44,30 @@ class Chat:
         self._inflight = set()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
+        self._flushing = defer.succeed(None)  # the last flush of _written
 
     # -- sessions --------------------------------------------------------
 
     def new_session(self, sink, peer_host):
         return Session(self, sink, peer_host)
 
-    def register(self, account, password, profile=None):
-        """``profile``: seed 002's user-table fields, stored with the account."""
+    def register(self, account, password, profile=None, address=None):
+        """``profile``: seed 002's user-table fields, stored with the account;
+        ``address``: the client's, for the registration throttle."""
         self.accounts.admission.check_registration()
-        registering = self._track(self.accounts.register(account, password, check_profile(profile or {})))
+        registering = self._track(self.accounts.register(account, password, check_profile(profile or {}), address))
         return registering.addCallback(audit.registered, account)
 
     @defer.inlineCallbacks
-    def login(self, session, account, password, acknowledges=False):
-        """Authenticate and attach.  Live events are held until ``welcome``."""
+    def login(self, session, account, password, acknowledges=False, token=None):
+        """Authenticate (by password or resume token) and attach; returns a
+        fresh resume token.  Live events are held until ``welcome``."""
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
         dialect = type(session.sink).__name__
         try:
-            yield self.accounts.authenticate(account, password)
+            token = yield self.accounts.authenticate(account, password, session.peer_host, token)
         except ChatError as refused:
             audit.login_failed(account, session.peer_host, dialect, refused.reason)
             raise
@@ -75,11 +78,16 @@ class Chat:
         session.acknowledges = bool(acknowledges)
         session.hold()
         self.router.attach(account, session)
+        return token
 
     @defer.inlineCallbacks
     def welcome(self, session):
         """After the login reply: announce presence, then replay what the
         account missed, in order, then the live events held meanwhile."""
+        if self._flush_call is not None:  # what went out before must not come back
+            self._flush_call.cancel()
+            self._flush_written()
+        yield defer.DeferredList([self._flushing])
         if session.closed:
             return
         self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
@@ -107,7 +115,7 @@ class Chat:
         """The account goes for good, with its files (from disk and
         database together), messages, friendships and the groups it created."""
         self._require_login(session)
-        yield self.accounts.authenticate(session.account, password)
+        yield self.accounts.authenticate(session.account, password, session.peer_host)
         yield self._track(self.files.delete_account_files(session.account))
         yield self._track(self.store.users.delete(session.account))
         self.logout(session)
@@ -231,7 +239,7 @@ class Chat:
         """One transaction for everything written since the last turn."""
         self._flush_call = None
         written, self._written = self._written, []
-        self._track(self.store.messages.delivered(written))
+        self._flushing = self._track(self.store.messages.delivered(written))
 
     # -- internals -------------------------------------------------------
 

@@ -13,6 +13,9 @@ Either way the chat server signals: it accepts and closes calls through
 docs/protocol.md ("Calls") is the full description.
 """
 
+import random
+import socket
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -23,27 +26,34 @@ from neochat.services.relay import CellPortProtocol, MediaRelay, RelayPortProtoc
 
 MAX_UDP = 65535  # read whole datagrams so oversize ones are seen and dropped, not truncated
 ANY_INTERFACE = ("", "0.0.0.0", "::")
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes; the kernel's default (208 KiB) overflows at a few hundred calls
+_random = random.SystemRandom()
 
 
 class PortRange:
-    """Port numbers first..last handed out round robin, skipping those in use.
+    """Port numbers first..last handed out at random, skipping those in use, so
+    nobody can guess the next one.
 
     ``PortRange(0, 0)`` means "any free port": it only ever offers 0.
     """
+
+    RANDOM_TRIES = 16  # then a scan from a random place finds what is left
 
     def __init__(self, first, last):
         if not (0 <= first <= last <= 65535) or (first == 0 and last != 0):
             raise ValueError(f"bad port range {first}-{last}")
         self.first = first
         self.size = last - first + 1
-        self._next = 0
 
     def candidates(self, in_use):
-        for step in range(self.size):
-            offset = (self._next + step) % self.size
-            number = self.first + offset
+        for _ in range(self.RANDOM_TRIES):
+            number = self.first + _random.randrange(self.size)
             if number not in in_use:
-                self._next = (offset + 1) % self.size
+                yield number
+        start = _random.randrange(self.size)
+        for step in range(self.size):
+            number = self.first + (start + step) % self.size
+            if number not in in_use:
                 yield number
 
 
@@ -57,7 +67,8 @@ class CellService(service.Service):
     """
 
     def __init__(self, calls=None, interface="0.0.0.0", port=10010, relay_ports=(40000, 40999),
-                 client_ports=(41000, 41999), advertised_ip=None, mode=RELAY, reactor=None):
+                 client_ports=(41000, 41999), advertised_ip=None, mode=RELAY, reactor=None,
+                 receive_buffer=RECEIVE_BUFFER):
         if reactor is None:
             from twisted.internet import reactor
         if mode not in (RELAY, P2P):
@@ -74,6 +85,7 @@ class CellService(service.Service):
             raise ValueError("client ports must be real port numbers")
         self.advertised_ip = advertised_ip or interface
         self.mode = mode
+        self.receive_buffer = receive_buffer
         self.relay = MediaRelay(self.registry.clock)
         self.cell_port = None
         self._relay_in_use = set()
@@ -83,7 +95,7 @@ class CellService(service.Service):
     def startService(self):
         super().startService()
         protocol = CellPortProtocol(self.registry, self.relay)
-        self.cell_port = self.reactor.listenUDP(self.port_number, protocol, self.interface, MAX_UDP)
+        self.cell_port = self._listen(self.port_number, protocol)
 
     def stopService(self):
         super().stopService()
@@ -158,10 +170,18 @@ class CellService(service.Service):
     def _listen_relay(self, protocol):
         for number in self.relay_ports.candidates(self._relay_in_use):
             try:
-                return self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
+                return self._listen(number, protocol)
             except CannotListenError:
                 continue  # taken by another program
         raise CallError("server_full")
+
+    def _listen(self, number, protocol):
+        """A UDP port with a receive buffer big enough for bursts (the kernel
+        caps it at net.core.rmem_max)."""
+        port = self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
+        if self.receive_buffer:
+            port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        return port
 
     def _release_client_port(self, ip, number):
         in_use = self._client_in_use[ip]

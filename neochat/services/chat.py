@@ -3,7 +3,6 @@
 
 from twisted.application import service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
@@ -15,6 +14,7 @@ from neochat.services.limits import (
     ConnectionCounter, Limits, Pacer, error_frame, raise_descriptor_limit, set_frame_limits,
     total_connections,
 )
+from neochat.services.tls import server_endpoint
 from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
@@ -230,7 +230,7 @@ class ChatService(service.Service):
     def __init__(self, chat, listen, reactor, limits=None):
         self.chat = chat
         self.factory = ChatFactory(chat, default_dialects(), limits, reactor)
-        self.endpoints = [serverFromString(reactor, description) for description in listen]
+        self.endpoints = [server_endpoint(reactor, description) for description in listen]
         self.ports = []
 
     def startService(self):

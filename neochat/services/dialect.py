@@ -6,6 +6,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from neochat.chat.errors import BadRequest, ChatError
+from neochat.store.database import DatabaseUnavailable
 
 log = Logger()
 
@@ -168,6 +169,8 @@ class Dialect:
             self._write_rejected(failure.value)
         elif failure.check(ChatError):
             self._write_error(request, failure.value)
+        elif failure.check(DatabaseUnavailable):  # Database.run logged it, once per outage
+            self._write_error(request, ChatError("database unavailable, retry", stat=503))
         else:
             log.failure("handling {request!r}", failure, request=request)
             self._write_error(request, ChatError("internal error", stat=500))

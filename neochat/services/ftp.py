@@ -6,6 +6,7 @@ names the stored file.  docs/files.md describes the behaviour in full.
 """
 
 import logging
+import queue
 import threading
 from dataclasses import dataclass
 
@@ -91,6 +92,7 @@ class FTPService(service.Service):
         self.server = None
         self._stopping = None
         self._stopped = None
+        self._answers = None
 
     @property
     def address(self):
@@ -99,7 +101,8 @@ class FTPService(service.Service):
 
     def startService(self):
         route_pyftpdlib_logging(self.reactor)
-        handler = handler_class(self.library, self.accounts, self.settings, self.reactor)
+        self._answers = queue.SimpleQueue()
+        handler = handler_class(self.library, self.accounts, self.settings, self.reactor, self._answers)
         self.server = FTPServer((self.settings.interface, self.settings.port), handler, ioloop=IOLoop())
         self._stopping = threading.Event()
         self._stopped = defer.Deferred()
@@ -113,11 +116,21 @@ class FTPService(service.Service):
                 # What serve_forever(timeout, blocking=False, handle_exit=False)
                 # does, without its "starting" log line on every pass.
                 self.server.ioloop.loop(POLL_SECONDS, blocking=False)
+                self._run_answers()
         except Exception:
             logging.getLogger("pyftpdlib").exception("FTP server loop failed")
         finally:
             self.server.close_all()
             self.reactor.callFromThread(self._stopped.callback, None)
+
+    def _run_answers(self):
+        """Replies the reactor sent back (password checks), on this thread."""
+        while True:
+            try:
+                answer = self._answers.get_nowait()
+            except queue.Empty:
+                return
+            answer()
 
     def stopService(self):
         """Close every FTP connection (uploads in progress are dropped).

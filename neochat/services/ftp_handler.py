@@ -2,23 +2,28 @@
 directory per user, uploads that end with the stored name.
 
 All of this runs on the FTP thread.  What needs the database goes to the
-reactor through ``handler.ask`` (``blockingCallFromThread``): the password
-check, read rights, listings, starting and finishing an upload, deleting.
+reactor through ``handler.ask`` (``blockingCallFromThread``): read rights,
+listings, starting and finishing an upload, deleting.  The password check
+alone may take long (argon2, the throttle's queue), so PASS does not wait
+for it: the session stops reading, the reactor checks, and the answer comes
+back through the service's ``answers`` queue, which the FTP loop drains.
 """
 
 import os
 import socket
 import sys
 
-from pyftpdlib.exceptions import AuthenticationFailed, FilesystemError
+from pyftpdlib.exceptions import FilesystemError
 from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.log import logger
-from twisted.internet import threads
+from twisted.internet import defer, threads
+from twisted.python.failure import Failure
 
 from neochat.chat import audit
-from neochat.chat.errors import ChatError
+from neochat.chat.errors import ChatError, Forbidden
 from neochat.chat.files import UploadRefused, is_stored_name
+from neochat.services.tls import modern_context
 
 # e: CWD (only "/"), l: listings, r: RETR, w: STOR/STOU, d: DELE (own files).
 # Not granted, hence 550: APPE (a), RNFR/RNTO (f), MKD (m), SITE CHMOD (M), MFMT (T).
@@ -27,24 +32,11 @@ NO_FILE = "No such file"
 
 
 class AccountAuthorizer:
-    """NeoChat accounts and passwords; no anonymous access."""
+    """NeoChat accounts; no anonymous access.  Passwords are checked by
+    NeoChatHandler.ftp_PASS, without blocking the FTP thread."""
 
-    def __init__(self, accounts, home):
-        self.accounts = accounts
+    def __init__(self, home):
         self.home = home
-
-    def validate_authentication(self, username, password, handler):
-        if self.accounts.admission.address_banned(handler.remote_ip):
-            raise AuthenticationFailed("address banned")
-        try:
-            valid = handler.ask(self.accounts.check_password, username, password)
-        except ChatError as error:  # a banned account
-            raise AuthenticationFailed(error.reason)
-        except Exception:
-            logger.exception("FTP login check failed")
-            raise AuthenticationFailed("Login is unavailable; try again later.")
-        if not valid:
-            raise AuthenticationFailed()  # pyftpdlib's own wording, after a delay
 
     def get_home_dir(self, username):
         return self.home
@@ -170,15 +162,53 @@ class NeoChatHandler:
     """Mixed into FTPHandler (or TLS_FTPHandler) by ``handler_class``."""
 
     library = None
+    accounts = None
     reactor = None
+    answers = None  # queue.SimpleQueue of callables the FTP loop runs
 
     def ask(self, function, *args):
         """Run ``function(*args)`` on the reactor; wait for its result."""
         return threads.blockingCallFromThread(self.reactor, function, *args)
 
+    def ftp_PASS(self, line):
+        if self.authenticated:
+            self.respond("503 User already authenticated.")
+            return
+        if not self.username:
+            self.respond("503 Login with USER first.")
+            return
+        self.del_channel()  # read nothing more until the check is answered
+        self.reactor.callFromThread(self._check_password, self.username, line)
+
+    def _check_password(self, username, password):
+        """On the reactor: the same check, and throttle, as chat logins."""
+        if self.accounts.admission.address_banned(self.remote_ip):
+            checked = defer.fail(Forbidden("address banned"))
+        else:
+            checked = self.accounts.authenticate(username, password, self.remote_ip, via="ftp")
+        checked.addBoth(lambda result: self.answers.put(lambda: self._password_checked(username, password, result)))
+
+    def _password_checked(self, username, password, result):
+        """Back on the FTP thread with the check's result (a Failure if refused)."""
+        if self._closed:
+            return
+        self.add_channel()
+        if not isinstance(result, Failure):
+            self.handle_auth_success(self.authorizer.get_home_dir(username), password,
+                                     self.authorizer.get_msg_login(username))
+        elif result.check(ChatError) and result.value.stat == 404:
+            self.handle_auth_failed("", password)  # pyftpdlib's wording, after its delay
+        elif result.check(ChatError):  # throttled or busy: say so now
+            self.respond(f"530 {result.value.reason.capitalize()}.")
+            self.username = ""
+        else:
+            logger.error("FTP login check failed: %s", result.getTraceback())
+            self.respond("530 Login is unavailable; try again later.")
+            self.username = ""
+
     def pre_process_command(self, line, cmd, arg):
         # neochatctl ban: a logged-in banned account is dropped at its next command.
-        if self.authenticated and self.authorizer.accounts.admission.account_banned(self.username):
+        if self.authenticated and self.accounts.admission.account_banned(self.username):
             self.respond("421 account banned.")
             self.close_when_done()
             return
@@ -295,13 +325,15 @@ class UploadingDTP:
         super().close()
 
 
-def handler_class(library, accounts, settings, reactor):
+def handler_class(library, accounts, settings, reactor, answers):
     """A new FTPHandler subclass for one FTPService: pyftpdlib reads its
     options from class attributes, so they never go on FTPHandler itself."""
     attributes = dict(
         library=library,
+        accounts=accounts,
         reactor=reactor,
-        authorizer=AccountAuthorizer(accounts, str(library.directory)),
+        answers=answers,
+        authorizer=AccountAuthorizer(str(library.directory)),
         abstracted_fs=FlatFS,
         banner="NeoChat file server ready.",
         masquerade_address=settings.masquerade_address,
@@ -318,6 +350,7 @@ def handler_class(library, accounts, settings, reactor):
         attributes.update(
             certfile=settings.certfile,
             keyfile=settings.keyfile,
+            ssl_context=modern_context(settings.certfile, settings.keyfile),
             tls_control_required=settings.tls_required,
             tls_data_required=settings.tls_required,
         )

@@ -161,19 +161,25 @@ class HeaderDialect(Dialect):
     def cmd_register(self, request):
         """The seed's user-table fields (``user_name``...) may come along and are stored."""
         d = self.chat.register(
-            _required(request, "user_account"), _required(request, "user_password"), profile_fields(request)
+            _required(request, "user_account"), _required(request, "user_password"), profile_fields(request),
+            self.session.peer_host,
         )
         return d.addCallback(lambda _: {})
 
     @defer.inlineCallbacks
     def cmd_login(self, request):
-        yield self.chat.login(
+        token = request.get("token")
+        fresh = yield self.chat.login(
             self.session,
             _required(request, "user_account"),
-            _required(request, "user_password"),
+            request.get("user_password") if token is not None else _required(request, "user_password"),
             acknowledges=request.get("acks") in ("1", "true", "yes"),
+            token=token,
         )
-        self.transport.write(encode_message({"message_type": request["message_type"], "stat": "200"}))
+        reply = {"message_type": request["message_type"], "stat": "200"}
+        if request.get("resume") in ("1", "true", "yes") or token is not None:
+            reply["token"] = fresh
+        self.transport.write(encode_message(reply))
         yield self.chat.welcome(self.session)
 
     def cmd_ping(self, request):
@@ -212,11 +218,14 @@ class HeaderDialect(Dialect):
 
     @defer.inlineCallbacks
     def cmd_voice(self, request):
-        """A voice clip (the body) for a friend who is online now.  A voice
+        """A voice clip (the body) for an account online now (with
+        ``--friends-only``, like text, only for a friend).  A voice
         shaped like a text message (``text:``, say with a ``<file>`` reference
         to audio uploaded before) goes to the friend with its text."""
         self.check_own_account(request)
         friend = _one_friend(request)
+        if self.chat.friends_only and not (yield self.chat.friends.are_friends(self.session.account, friend)):
+            raise Forbidden("not a friend")
         text = request.get("text")
         if text is None and not request["body"]:
             raise BadRequest("voice needs its audio as a content-length body, or a text")

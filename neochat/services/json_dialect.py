@@ -108,18 +108,25 @@ class JsonDialect(Dialect):
 
     @defer.inlineCallbacks
     def cmd_register(self, request):
-        yield self.chat.register(field(request, "username"), field(request, "password"), profile_fields(request))
+        yield self.chat.register(
+            field(request, "username"), field(request, "password"), profile_fields(request), self.session.peer_host
+        )
         return {"message_type": "register", "content": "success"}
 
     @defer.inlineCallbacks
     def cmd_login(self, request):
-        yield self.chat.login(
+        token = field(request, "token", required=False)
+        fresh = yield self.chat.login(
             self.session,
             field(request, "username"),
-            field(request, "password"),
+            field(request, "password", required=token is None),
             acknowledges=field(request, "acks", bool, default=False, required=False),
+            token=token,
         )
-        self.transport.write(encode({"message_type": "login", "content": "success"}))
+        reply = {"message_type": "login", "content": "success"}
+        if field(request, "resume", bool, required=False) or token is not None:
+            reply["token"] = fresh
+        self.transport.write(encode(reply))
         yield self.chat.welcome(self.session)
 
     def cmd_ping(self, request):

@@ -13,6 +13,7 @@ from twisted.internet.defer import FirstError
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from neochat.store.database import DatabaseUnavailable
 from neochat.store.schema import SchemaTooNew
 
 log = Logger()
@@ -40,6 +41,8 @@ def describe(failure, database, service=None):
     for the database or the whole): what failed and what to do; None for an
     unexpected error (a bug: its traceback is what helps)."""
     error = unwrap(failure).value
+    if isinstance(error, DatabaseUnavailable) and error.__cause__ is not None:
+        error = error.__cause__  # the retries ran out: say what the driver said
     option = f" ({OPTIONS[service]})" if service in OPTIONS else ""
     if isinstance(error, StartFailed):
         return str(error)

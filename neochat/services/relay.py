@@ -127,11 +127,11 @@ class CellPortProtocol(DatagramProtocol):
             if "user_account" not in fields or "friends" not in fields:
                 raise CallError("bad_request")
             kind = fields.get("message_type", "call")
-            call = self.registry.request_key(fields["user_account"], fields["friends"], kind)
+            key = self.registry.request_key(fields["user_account"], fields["friends"], kind, source_ip, counted=True)
         except CallError as error:
             return format_fields({"stat": error.stat, "reason": error.reason})
         self.relay.counters["keys_issued"] += 1
-        return format_fields({"stat": 200, "connection_key": call.key})
+        return format_fields({"stat": 200, "connection_key": key})
 
 
 def parse_fields(data):

@@ -1,5 +1,7 @@
 """The service tree of one NeoChat process, built from Settings alone."""
 
+import dataclasses
+
 from argon2 import PasswordHasher
 from twisted.application import internet, service
 from twisted.internet import defer
@@ -12,14 +14,18 @@ from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
+from neochat.chat.hashing import HashPool
 from neochat.chat.model import Notice
 from neochat.chat.routing import LocalRouter
+from neochat.chat.throttle import Throttle
+from neochat.chat.tokens import ResumeTokens, load_secret
 from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
 from neochat.services import lifecycle
 from neochat.services.admin import SOCKET_NAME, AdminService
 from neochat.services.ftp import FTPService
+from neochat.services.tls import ssl_files
 from neochat.services.metrics import MetricsService
 from neochat.store import Database, Store, dialect_from_url
 from neochat.store.admin import AdminStore
@@ -29,6 +35,7 @@ log = Logger()
 
 LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
+TOKEN_KEY_FILE = "token.key"
 
 
 class NeoChatService(service.MultiService):
@@ -45,18 +52,24 @@ class NeoChatService(service.MultiService):
         self.reactor = reactor
         self.owns_process = owns_process
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(dialect_from_url(settings.database_url(), settings.data_dir), reactor)
+        self.db = Database(
+            dialect_from_url(settings.database_url(), settings.data_dir), reactor, settings.db_retry_seconds
+        )
         self.store = Store(self.db)
         self.admin_store = AdminStore(self.db)
-        hasher = PasswordHasher(
-            time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
+        self.accounts = Accounts(
+            self.store.users,
+            PasswordHasher(time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib, parallelism=1),
+            reactor,
+            pool=HashPool(reactor, settings.hash_threads, settings.hash_queue),
+            throttle=Throttle(reactor, settings.throttle),
+            tokens=ResumeTokens(load_secret(settings.data_dir / TOKEN_KEY_FILE), reactor, settings.token_lifetime),
         )
-        self.accounts = Accounts(self.store.users, hasher, reactor)
         self.router = LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
-            mode=settings.voice_mode, reactor=reactor,
+            mode=settings.voice_mode, reactor=reactor, receive_buffer=settings.udp_receive_buffer,
         )
         self.files = FileLibrary(
             self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
@@ -75,7 +88,7 @@ class NeoChatService(service.MultiService):
                 f"cannot use --listen {' '.join(settings.listen)}: {error}",
                 "fix the endpoint; the files named by privateKey= and certKey= must be readable PEM",
             ) from error
-        self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
+        self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
@@ -149,6 +162,7 @@ class NeoChatService(service.MultiService):
         for child in self:
             if child.running:
                 yield defer.maybeDeferred(child.stopService)
+        self.accounts.pool.stop()
         if self.started:
             try:
                 yield self.admin_store.checkpoint()
@@ -168,6 +182,18 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def ftp_settings(settings):
+    """FTP's settings; without a certificate of its own, FTP offers AUTH TLS
+    with the first ssl: listen endpoint's."""
+    if settings.ftp.certfile is not None:
+        return settings.ftp
+    for description in settings.listen:
+        files = ssl_files(description)
+        if files is not None:
+            return dataclasses.replace(settings.ftp, certfile=files[0], keyfile=files[1])
+    return settings.ftp
 
 
 def build_service(settings, reactor=None, owns_process=False):

@@ -1,12 +1,19 @@
 """The one adbapi connection pool, and transactions that speak ``?`` SQL."""
 
 from twisted.enterprise import adbapi
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 log = Logger()
 
-RETRIES = 3
+RETRIES = 3  # for deadlocks and lock waits
+RETRY_WINDOW = 10.0  # seconds a lost database is waited for before requests fail
+FIRST_DELAY, MAX_DELAY = 0.1, 2.0  # backoff between reconnection attempts
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached within the retry window: a
+    temporary failure the client may retry."""
 
 
 class MissingReference(Exception):
@@ -62,30 +69,56 @@ class Txn:
 class Database:
     """Owns the pool.  ``run`` executes a function in one transaction."""
 
-    def __init__(self, dialect, reactor=None):
+    def __init__(self, dialect, reactor=None, retry_window=RETRY_WINDOW):
+        if reactor is None:
+            from twisted.internet import reactor
         self.dialect = dialect
+        self.reactor = reactor
+        self.retry_window = retry_window
         args, kwargs = dialect.pool_args()
-        if reactor is not None:
-            kwargs["cp_reactor"] = reactor
+        kwargs["cp_reactor"] = reactor
         kwargs["cp_noisy"] = False
         self.pool = adbapi.ConnectionPool(dialect.module, *args, **kwargs)
+        self._outage = False  # logged once per outage, not per request
 
     @defer.inlineCallbacks
     def run(self, interaction, *args, **kwargs):
         """Run ``interaction(txn, *args)`` in a transaction, retrying it whole
-        when MySQL dropped the connection or picked it as a deadlock victim.
+        when MySQL picked it as a deadlock victim (a few times) or the
+        connection failed (with backoff, for ``retry_window`` seconds; then
+        DatabaseUnavailable).
 
         Interactions must therefore be idempotent: writes are keyed so that
         running one twice stores its rows once.
         """
-        for attempt in range(1, RETRIES + 1):
+        attempt, waited, delay = 0, 0.0, FIRST_DELAY
+        while True:
+            attempt += 1
             try:
                 result = yield self.pool.runInteraction(self._wrap, interaction, args, kwargs)
-                return result
             except Exception as error:
-                if attempt == RETRIES or not self.dialect.is_retryable(error):
+                if self.dialect.is_connection_error(error):
+                    if waited >= self.retry_window:
+                        raise DatabaseUnavailable(str(error)) from error
+                    self._lost(error)
+                    yield task.deferLater(self.reactor, delay, lambda: None)
+                    waited += delay
+                    delay = min(MAX_DELAY, delay * 2)
+                    continue
+                if attempt >= RETRIES or not self.dialect.is_retryable(error):
                     raise
                 log.warn("retrying {name} after {error!r}", name=interaction.__name__, error=error)
+                continue
+            if self._outage:
+                self._outage = False
+                log.info("database {db} reachable again", db=self.dialect.describe())
+            return result
+
+    def _lost(self, error):
+        if not self._outage:
+            self._outage = True
+            log.warn("database {db} unreachable ({error!r}): retrying for up to {window} s per request",
+                     db=self.dialect.describe(), error=error, window=self.retry_window)
 
     def _wrap(self, cursor, interaction, args, kwargs):
         return interaction(Txn(cursor, self.dialect), *args, **kwargs)

@@ -9,6 +9,8 @@ import functools
 import sqlite3
 from urllib.parse import unquote, urlsplit
 
+from twisted.enterprise import adbapi
+
 
 class SqliteDialect:
     name = "sqlite"
@@ -45,6 +47,9 @@ class SqliteDialect:
     def is_retryable(self, error):
         return False
 
+    def is_connection_error(self, error):
+        return False
+
     def is_unique_violation(self, error):
         return isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
 
@@ -64,8 +69,11 @@ class MysqlDialect:
         # utf8mb4_bin: accounts compare exactly, as they do in SQLite.
         "table_options": "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     }
-    # server gone away, lost connection, deadlock, lock wait timeout
-    RETRYABLE_CODES = frozenset({2006, 2013, 1213, 1205})
+    # deadlock, lock wait timeout: run the transaction again
+    RETRYABLE_CODES = frozenset({1213, 1205})
+    # can't connect (socket, TCP), server gone away, lost connection, server
+    # shutting down: retry with backoff while it comes back
+    CONNECTION_CODES = frozenset({2002, 2003, 2006, 2013, 1053})
     DUPLICATE_KEY = 1062
     MISSING_PARENT_ROW = 1452
 
@@ -84,6 +92,7 @@ class MysqlDialect:
             cp_min=1,
             cp_max=5,
             cp_reconnect=True,
+            connect_timeout=5,
             cp_openfun=self._on_open,
         )
 
@@ -108,6 +117,9 @@ class MysqlDialect:
 
     def is_retryable(self, error):
         return self._code(error) in self.RETRYABLE_CODES
+
+    def is_connection_error(self, error):
+        return isinstance(error, adbapi.ConnectionLost) or self._code(error) in self.CONNECTION_CODES
 
     def is_unique_violation(self, error):
         return self._code(error) == self.DUPLICATE_KEY

@@ -40,6 +40,15 @@ class UserStore:
             ).scalar()
         )
 
+    def replace_password_hash(self, account, old, new):
+        """Deferred[bool]: set ``new`` if the stored hash is still ``old``."""
+        return self.db.run(
+            lambda txn: txn.execute(
+                "UPDATE users SET password_hash = ? WHERE user_account = ? AND password_hash = ?",
+                (new, account, old),
+            ).rowcount == 1
+        )
+
     def existing(self, accounts):
         """Deferred[set]: those of ``accounts`` that are registered."""
         accounts = list(accounts)
