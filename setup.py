@@ -31,7 +31,8 @@ setup(
     ]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
-        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9",
-                 "playwright>=1.40"]  # drives Debian's chromium; never downloads a browser,
+        # playwright drives Debian's chromium in the browser tests; it never downloads a browser.
+        "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9", "atheris>=2.3",
+                 "playwright>=1.40"],
     },
 )

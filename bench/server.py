@@ -22,9 +22,14 @@ def free_port(kind=socket.SOCK_STREAM):
         return sock.getsockname()[1]
 
 
+UNLIMITED = [arg for name in ("connections_per_address", "messages_per_second", "bytes_per_second")
+             for arg in ("--limit", f"{name}=0")]
+
+
 @contextlib.contextmanager
-def neochat(*options):
-    """Yields (message server port, psutil.Process of the server)."""
+def neochat(*options, **popen):
+    """Yields (message server port, psutil.Process of the server); ``popen``
+    goes to subprocess.Popen."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
@@ -32,8 +37,10 @@ def neochat(*options):
                    "--ftp", str(free_port()), "--ftp-interface", "127.0.0.1",
                    "--cell", str(free_port(socket.SOCK_DGRAM)), "--cell-interface", "127.0.0.1",
                    # cheap hashes: the benches measure chat and files, not argon2
-                   "--argon2-time-cost", "1", "--argon2-memory", "1024", *options]
-        process = subprocess.Popen(command)
+                   "--argon2-time-cost", "1", "--argon2-memory", "1024",
+                   # one load generator on one address, faster than any person
+                   *UNLIMITED, *options]
+        process = subprocess.Popen(command, **popen)
         try:
             deadline = time.monotonic() + 30
             while True:

@@ -7,6 +7,7 @@ from pathlib import Path
 from neochat.chat.calls import CallLimits
 from neochat.chat.throttle import ThrottleSettings
 from neochat.services.ftp import FtpSettings
+from neochat.services.limits import Limits
 
 DB_URL_VARIABLE = "NEOCHAT_DB"
 
@@ -53,6 +54,8 @@ class Settings:
     # The FTP file server and the file limits it shares with in-band
     # transfers (docs/files.md).
     ftp: FtpSettings = field(default_factory=FtpSettings)
+    # Limits of the message server (docs/protocol.md "Limits").
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_environment(cls, settings=None):

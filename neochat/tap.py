@@ -10,6 +10,7 @@ from neochat.chat.calls import P2P, RELAY, CallLimits
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
+from neochat.services.limits import Limits
 from neochat.services.root import build_service
 from neochat.services.tls import ssl_files
 
@@ -84,6 +85,7 @@ class Options(usage.Options):
         self["http"] = []
         self["http-origins"] = []
         self["call-limits"] = CallLimits()
+        self["limits"] = Limits()
 
     def parseOptions(self, options=None):
         """The config file's options first, then the command line's.  Under
@@ -112,6 +114,21 @@ class Options(usage.Options):
             self["call-limits"] = self["call-limits"].override(name.strip(), value.strip())
         except ValueError as error:
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
+
+    def opt_limit(self, assignment):
+        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        frame_before_login (8192 B), bytes_before_login (65536), json_object
+        (65536 B), header_frame (256 KiB), header_body (voice clips:
+        16 MiB), login_timeout (60 s), idle_timeout
+        (600 s), connections_per_address (20), connections_total (0: the
+        descriptor limit less 5 %, at least 256), messages_per_second (50),
+        message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
+        max_group_size (1000)."""
+        name, _, value = assignment.partition("=")
+        try:
+            self["limits"] = self["limits"].override(name.strip(), value.strip())
+        except ValueError as error:
+            raise usage.UsageError(f"--limit {assignment}: {error}") from None
 
     def opt_listen(self, description):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
@@ -159,6 +176,7 @@ class Options(usage.Options):
             advertise_ip=self["advertise-ip"],
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
+            limits=self["limits"],
             friends_only=bool(self["friends-only"]),
             http=self["http"],
             http_origins=self["http-origins"],

@@ -17,6 +17,7 @@ from neochat.store.database import MissingReference
 
 CREATOR, ADMIN, MEMBER = "creator", "admin", "member"
 MAX_INTRODUCTION = 200
+MAX_MEMBERS = 1000  # default of the max_group_size limit
 
 
 def check_group_id(group_id):
@@ -33,6 +34,7 @@ class Groups:
     def __init__(self, store, router):
         self.store = store
         self.router = router
+        self.max_members = MAX_MEMBERS  # 0: no limit
 
     @defer.inlineCallbacks
     def _role(self, group_id, account):
@@ -97,6 +99,10 @@ class Groups:
 
     @defer.inlineCallbacks
     def _add(self, group_id, account, by):
+        if self.max_members:
+            info = yield self.store.groups.info(group_id)
+            if info is not None and info["member_count"] >= self.max_members:
+                raise Forbidden("group full")
         try:
             added = yield self.store.groups.add_member(group_id, account, now_ms())
         except MissingReference:

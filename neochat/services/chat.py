@@ -1,35 +1,65 @@
-"""The message server: one TCP port, both dialects."""
+"""The message server: one TCP port, both dialects, and the limits
+(``services/limits.py``) that keep one client from exhausting it."""
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
 from neochat.services.listening import Connections, ListeningService
+from neochat.services.limits import (
+    ConnectionCounter, Limits, Pacer, error_frame, raise_descriptor_limit, set_frame_limits,
+    total_connections,
+)
 from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
+REFUSAL_GRACE = 1.0  # seconds a refused connection has to show its dialect
+REFUSALS_WAITING = 64  # refused connections given that grace at once; the rest are closed at once
 
 
 @implementer(IHalfCloseableProtocol)
-class ChatProtocol(Protocol):
+class ChatProtocol(Protocol, TimeoutMixin):
     """Picks the dialect from the first non-blank byte: ``{`` means JSON.
 
     A client that half-closes (``nc -q1``) still gets every reply: what it
     sent in full runs, and the connection closes after the last answer.
+
+    Until the session logs in, the connection has ``login_timeout`` seconds,
+    ``bytes_before_login`` bytes and small frames; after, ``idle_timeout``
+    seconds between bytes and the full frame sizes.
     """
 
-    def __init__(self, factory):
+    def __init__(self, factory, address):
         self.factory = factory
+        self.limits = factory.limits
+        self.address = address
+        self.callLater = factory.clock.callLater  # for TimeoutMixin
         self.dialect = None
+        self.pacer = None
         self._early = b""
+        self._logged_in = False
+        self._before_login = 0  # bytes received before login
+        self._refused = False  # refused or closed: the limits are done
 
     def connectionMade(self):
         self.factory.connections.add(self)
+        self.setTimeout(self.limits.login_timeout or None)
 
     def dataReceived(self, data):
+        if self._refused:
+            return
+        self._notice_login()  # the login reply may precede the end of the login request
+        if self._logged_in:
+            self.resetTimeout()
+        else:
+            self._before_login += len(data)
+            if self.limits.bytes_before_login and self._before_login > self.limits.bytes_before_login:
+                self.refuse(413, "too much data before login")
+                return
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
             self._early = b""
@@ -38,10 +68,55 @@ class ChatProtocol(Protocol):
             if BOM.startswith(data):  # nothing yet, or the start of a byte order mark
                 self._early = data
                 return
-            self.dialect = self.factory.dialect_for(data[:1])(
-                self.transport, self.factory.chat, self.transport.getPeer().host
-            )
+            self._start_dialect(data[:1])
+        if self.pacer is not None:
+            self.pacer.received(len(data))
         self.dialect.data_received(data)
+
+    def _start_dialect(self, first_byte):
+        self.dialect = self.factory.dialect_for(first_byte)(
+            self.transport, self.factory.chat, self.transport.getPeer().host
+        )
+        set_frame_limits(self.dialect.decoder, self.limits, logged_in=False)
+        if self.limits.messages_per_second or self.limits.bytes_per_second:
+            self.pacer = Pacer(self.limits, self.factory.clock)
+            self.pacer.wake = self.dialect.resume
+        self.dialect.watch(self)
+
+    # -- the dialect's watcher ---------------------------------------------
+
+    def ready(self):
+        return self.pacer is None or self.pacer.ready()
+
+    def took(self, item):
+        if self.pacer is not None:
+            self.pacer.took(item)
+
+    def pumped(self):
+        self._notice_login()
+
+    def _notice_login(self):
+        """Once the session has logged in, the after-login limits apply."""
+        if self._logged_in or self._refused or self.dialect is None or not self.dialect.session.logged_in:
+            return
+        self._logged_in = True
+        set_frame_limits(self.dialect.decoder, self.limits, logged_in=True)
+        self.setTimeout(self.limits.idle_timeout or None)
+
+    def timeoutConnection(self):
+        was_logged_in = self._logged_in
+        self._notice_login()
+        if self._logged_in and not was_logged_in:
+            return  # logged in since the last byte: the idle clock runs now
+        self.refuse(408, "idle timeout" if self._logged_in else "login timeout")
+
+    def refuse(self, stat, reason):
+        """One error line in the connection's dialect (the header dialect if
+        it has sent nothing yet), then close."""
+        self._refused = True
+        self.setTimeout(None)
+        self.transport.write(error_frame(isinstance(self.dialect, JsonDialect), stat, reason))
+        self.transport.loseConnection()
 
     def readConnectionLost(self):
         if self.dialect is None:
@@ -54,24 +129,81 @@ class ChatProtocol(Protocol):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
+        self._refused = True  # nothing more to limit
+        self.setTimeout(None)
+        if self.pacer is not None:
+            self.pacer.stop()
+        self.factory.counter.release(self.address)
         if self.dialect is not None:
             self.dialect.connection_lost()
         self.factory.connections.remove(self)
 
 
+class Refusal(Protocol):
+    """A connection over a cap: one error in the dialect of its first bytes
+    (the header dialect if none come within REFUSAL_GRACE), then closed."""
+
+    def __init__(self, factory, reason):
+        self.factory = factory
+        self.reason = reason
+        self._timer = None
+
+    def connectionMade(self):
+        self.factory.refusals.add(self)
+        if len(self.factory.refusals) > REFUSALS_WAITING:
+            self._refuse(json_dialect=False)
+        else:
+            self._timer = self.factory.clock.callLater(REFUSAL_GRACE, self._refuse, False)
+
+    def dataReceived(self, data):
+        first = data.lstrip(WHITESPACE).removeprefix(BOM).lstrip(WHITESPACE)[:1]
+        if first and self.transport.connected:
+            self._refuse(self.factory.dialect_for(first) is JsonDialect)
+
+    def _refuse(self, json_dialect):
+        self._cancel()
+        self.transport.write(error_frame(json_dialect, 503, self.reason))
+        self.transport.loseConnection()
+
+    def _cancel(self):
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def connectionLost(self, reason):
+        self._cancel()
+        self.factory.refusals.discard(self)
+
+
 class ChatFactory(Factory):
-    def __init__(self, chat, dialects):
+    def __init__(self, chat, dialects, limits=None, clock=None):
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.chat = chat
         self.dialects = dialects  # first byte -> Dialect class; None: default
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.counter = ConnectionCounter(self.limits.connections_per_address, self.limits.connections_total)
         self.connections = Connections()
+        self.refusals = set()
 
     def buildProtocol(self, addr):
-        if self.chat.accounts.admission.address_banned(addr.host):
+        address = getattr(addr, "host", "local")
+        if self.chat.accounts.admission.address_banned(address):
             return None  # neochatctl ban --address: the connection is closed at once
-        return ChatProtocol(self)
+        refusal = self.counter.admit(address)
+        if refusal is not None:
+            return Refusal(self, refusal)
+        return ChatProtocol(self, address)
 
     def dialect_for(self, first_byte):
         return self.dialects.get(first_byte, self.dialects[None])
+
+    def disconnect_all(self):
+        """Drop every connection; the Deferred fires when all are gone."""
+        for refusal in list(self.refusals):
+            refusal.transport.loseConnection()
+        return self.connections.disconnect_all()
 
 
 def default_dialects():
@@ -84,13 +216,18 @@ class ChatService(ListeningService):
     """Listens on each endpoint description; on stop, closes the listeners,
     drops the connections and finishes every accepted write."""
 
-    def __init__(self, chat, listen, reactor):
-        super().__init__(ChatFactory(chat, default_dialects()), listen, reactor)
+    def __init__(self, chat, listen, reactor, limits=None):
+        super().__init__(ChatFactory(chat, default_dialects(), limits, reactor), listen, reactor)
         self.chat = chat
+
+    def startService(self):
+        """Returns a Deferred that fires with the listening ports."""
+        self.factory.counter.total = total_connections(self.factory.limits, raise_descriptor_limit())
+        return super().startService()
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
         yield self.stop_listening()
-        yield self.factory.connections.disconnect_all()
+        yield self.factory.disconnect_all()
         yield self.chat.drain()

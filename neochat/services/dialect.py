@@ -15,11 +15,13 @@ PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
 
 class Rejected(Exception):
     """An item refused before it reached a handler; the error reply still
-    names the request's message_type where the item had one."""
+    names the request's message_type where the item had one.  With
+    ``close`` the stream cannot be kept in step (a payload too long to
+    skip): the connection closes after the error."""
 
-    def __init__(self, request, error):
+    def __init__(self, request, error, close=False):
         super().__init__(error.reason)
-        self.request, self.error = request, error
+        self.request, self.error, self.close = request, error, close
 
 
 class Dialect:
@@ -35,6 +37,8 @@ class Dialect:
         self.session = chat.new_session(self, peer_host)
         self._busy = False
         self._paused = False
+        self._watcher = UNWATCHED
+        self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
 
     # -- subclass interface ----------------------------------------------
@@ -91,16 +95,27 @@ class Dialect:
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
 
+    def watch(self, watcher):
+        """The connection's limits: ``watcher.ready()`` may hold requests back
+        (``resume()`` runs them later), ``took(item)`` counts each one, and
+        ``pumped()`` follows each run of requests."""
+        self._watcher = watcher
+
+    def resume(self):
+        self._pump()
+
     def _pump(self):
-        while not self._busy:
+        while not self._busy and not self._ended and self._watcher.ready():
             item = self.next_item()
             if item is None:
                 if self._input_ended:  # all answered: the account goes offline now, not at the close
                     self.chat.disconnected(self.session)
                     self.close()
                 break
+            self._watcher.took(item)
             self._dispatch(item)
         self._flow_control()
+        self._watcher.pumped()
 
     def _flow_control(self):
         if not self._paused and self.buffered() > PAUSE_ABOVE:
@@ -116,7 +131,7 @@ class Dialect:
             handler, request = self.handle_item(item)
             result = handler(request)
         except Rejected as rejected:
-            self._write_error(rejected.request, rejected.error)
+            self._write_rejected(rejected)
             return
         except ChatError as error:
             self._write_error(request, error)
@@ -143,8 +158,16 @@ class Dialect:
         if reply is not None and not self.session.closed:
             self.transport.write(self.encode_reply(request, reply))
 
+    def _write_rejected(self, rejected):
+        self._write_error(rejected.request, rejected.error)
+        if rejected.close:
+            self._ended = True
+            self.close()
+
     def _write_failure(self, request, failure):
-        if failure.check(ChatError):
+        if failure.check(Rejected):
+            self._write_rejected(failure.value)
+        elif failure.check(ChatError):
             self._write_error(request, failure.value)
         elif failure.check(DatabaseUnavailable):  # Database.run logged it, once per outage
             self._write_error(request, ChatError("database unavailable, retry", stat=503))
@@ -155,6 +178,22 @@ class Dialect:
     def _write_error(self, request, error):
         if not self.session.closed:
             self.transport.write(self.encode_error(request, error))
+
+
+class Unwatched:
+    """No limits: every request runs at once."""
+
+    def ready(self):
+        return True
+
+    def took(self, item):
+        pass
+
+    def pumped(self):
+        pass
+
+
+UNWATCHED = Unwatched()
 
 
 def field(request, name, kind=str, default=None, required=True):

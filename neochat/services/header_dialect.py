@@ -96,7 +96,7 @@ class HeaderDialect(Dialect):
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):
-            raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat))
+            raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat), item.ends_stream)
         if isinstance(item, (BodyChunk, BodyEnd)):
             return self.uploads.handler_for(item)
         if isinstance(item, BodyStart):  # its body follows whatever the headers say
@@ -181,6 +181,10 @@ class HeaderDialect(Dialect):
             reply["token"] = fresh
         self.transport.write(encode_message(reply))
         yield self.chat.welcome(self.session)
+
+    def cmd_ping(self, request):
+        """A keepalive, logged in or not: ``message_type: pong``."""
+        self.transport.write(encode_message({"message_type": "pong", "stat": "200"}))
 
     def cmd_leave_message(self, request):
         self.check_own_account(request, required=False)

@@ -129,6 +129,10 @@ class JsonDialect(Dialect):
         self.transport.write(encode(reply))
         yield self.chat.welcome(self.session)
 
+    def cmd_ping(self, request):
+        """A keepalive, logged in or not: ``pong``."""
+        return {"message_type": "pong"}
+
     def cmd_leave_message(self, request):
         """The seed names the leaver in ``username``; ``send_user`` is read the same way."""
         for name in ("username", "send_user"):
@@ -229,6 +233,9 @@ class JsonDialect(Dialect):
         if not self.session.logged_in:
             raise NotLoggedIn()
         length = _byte_count(request, "file_length")
+        limit = self.chat.files.limits.max_file_size
+        if limit and length > limit:  # too long to skip: the connection closes
+            raise Rejected(request, ChatError(f"file_length must be 0 to {limit}", stat=413), close=True)
         self._incoming = incoming = IncomingFile(length)
         self.decoder.expect_raw(length)
         self._check_own_name(request, "send_user", required=False)

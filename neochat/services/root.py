@@ -81,8 +81,9 @@ class NeoChatService(service.MultiService):
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
         )
+        self.chat.groups.max_members = settings.limits.max_group_size
         try:
-            self.chat_service = ChatService(self.chat, settings.listen, reactor)
+            self.chat_service = ChatService(self.chat, settings.listen, reactor, settings.limits)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --listen {' '.join(settings.listen)}: {error}",

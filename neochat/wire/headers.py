@@ -33,6 +33,7 @@ class HeaderError:
     stat: int
     reason: str
     message_type: str | None = None
+    ends_stream: bool = False  # its body is too long to skip: the decoder takes nothing more
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,15 @@ class HeaderDecoder:
 
     def __init__(
         self, max_line: int = 8192, max_headers: int = 64, max_body: int = 16 * 1024 * 1024,
+        max_skip: int | None = None, body_limit: Callable[[dict[str, str]], int] | None = None,
         streamed: Callable[[dict[str, str]], bool] = _never, repeatable: frozenset = frozenset(),
     ):
         self.max_line = max_line
         self.max_headers = max_headers
         self.max_body = max_body  # of a body held whole; a streamed one has no limit here
+        self.body_limit = body_limit  # a message's headers -> its body limit (None: max_body for all)
+        self.max_skip = max_skip  # a rejected body longer than this ends the stream (None: skip any)
+        self.ended = False
         self.streamed = streamed
         self.repeatable = repeatable  # keys that may come more than once: their values are joined by a space
         self._buffer = bytearray()
@@ -89,7 +94,7 @@ class HeaderDecoder:
         self._buffer += data
         decoded: list = []
         pos = 0
-        while True:
+        while not self.ended:
             if self._streaming:
                 read = self._read_stream
             else:
@@ -98,7 +103,7 @@ class HeaderDecoder:
             if next_pos == pos:
                 break
             pos = next_pos
-        del self._buffer[:pos]
+        del self._buffer[:len(self._buffer) if self.ended else pos]
         return decoded
 
     @property
@@ -195,10 +200,12 @@ class HeaderDecoder:
         if declared is not None and length is None:
             # The body size is unknown, so whatever follows is read as the next message.
             error, length = error or (400, "bad content-length"), 0
-        elif length is not None and length > self.max_body and not streamed:
+        elif length is not None and not streamed and length > (
+                self.max_body if self.body_limit is None else self.body_limit(headers)):
             error = error or (413, "body too large")
         if error:
-            decoded.append(HeaderError(*error, headers.get("message_type")))
+            self.ended = self.max_skip is not None and (length or 0) > self.max_skip
+            decoded.append(HeaderError(*error, headers.get("message_type"), self.ended))
             self._body_left, self._body_headers = length or 0, None
         elif streamed:
             self._start_stream(headers, length, decoded)
