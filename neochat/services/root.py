@@ -91,7 +91,8 @@ class NeoChatService(service.MultiService):
             ) from error
         self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         try:
-            self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins)
+            self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins,
+                                          counter=self.chat_service.factory.counter)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --http {' '.join(settings.http)}: {error}",

@@ -135,13 +135,20 @@ def origin_allowed(origin, host, allowed):
 
 class GatewayProtocol(WebSocketServerProtocol):
     dialect = None
+    counted = None  # the address this connection counts against
 
     def onConnect(self, request):
-        if self.factory.chat.accounts.admission.address_banned(self.transport.getPeer().host):
+        host = self.transport.getPeer().host
+        if self.factory.chat.accounts.admission.address_banned(host):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "address banned")  # neochatctl ban --address
         origin = request.headers.get("origin")
         if not origin_allowed(origin, request.headers.get("host"), self.factory.allowed_origins):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        if self.factory.counter is not None:  # the message server's caps count WebSockets too
+            refusal = self.factory.counter.admit(host)
+            if refusal is not None:
+                raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, refusal)
+            self.counted = host
         return None
 
     def onOpen(self):
@@ -164,6 +171,9 @@ class GatewayProtocol(WebSocketServerProtocol):
             if dialect is not None:
                 dialect.connection_lost()
         finally:
+            if self.counted is not None:
+                self.factory.counter.release(self.counted)
+                self.counted = None
             self.factory.connections.remove(self)
 
 
@@ -181,9 +191,10 @@ def _checked(payload):
 class GatewayFactory(WebSocketServerFactory):
     protocol = GatewayProtocol
 
-    def __init__(self, chat, tokens, allowed_origins=()):
+    def __init__(self, chat, tokens, allowed_origins=(), counter=None):
         super().__init__()
         self.chat = chat
+        self.counter = counter  # a limits.ConnectionCounter, or None
         self.tokens = tokens
         self.allowed_origins = set(allowed_origins)
         self.connections = Connections()
