@@ -3,6 +3,7 @@ chat, catch-up, reconnects that lose and double nothing, files both ways."""
 
 import hashlib
 import os
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
@@ -12,7 +13,10 @@ from neochat.client.connection import RequestFailed
 from neochat.client.ftp import file_references
 from neochat.client import library
 from neochat.client.library import ClientStopped, NeoChatClient, register
+from neochat.services.limits import Limits
+from neochat.services.root import build_service
 from tests.client_helpers import Collector, library_client
+from tests.conftest import RunningServer
 from tests.udp import wait_for
 
 
@@ -218,3 +222,23 @@ async def test_the_outbox_and_the_inbox_are_bounded(server, monkeypatch):
     bob = server.clients[0]
     await wait_for(lambda: len(bob._seen) == 3)
     assert [m["content"] for m in bob.get_message()] == ["m1", "m2"]  # the newest two
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_quiet_client_pings_and_outlives_the_idle_timeout(settings, monkeypatch):
+    settings.limits = replace(Limits(), idle_timeout=1.0)
+    root = build_service(settings, reactor)
+    root.startService()
+    await root.ready
+    server = RunningServer(root)
+    monkeypatch.setattr(library, "KEEPALIVE", 0.3)
+    try:
+        quiet = await library_client(server, "quiet")
+        states = []
+        quiet.watch_connection(states.append)
+        await pause(3)  # three idle timeouts
+        assert states == [] and quiet.connection is not None
+        assert (await quiet.get_current_user())["user_account"] == "quiet"
+    finally:
+        await server.stop()

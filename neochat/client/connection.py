@@ -22,7 +22,7 @@ from twisted.protocols.basic import FileSender
 
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
-REPLY_TYPES = {"file-data": "file"}  # reply message_type -> request message_type
+REPLY_TYPES = {"file-data": "file", "pong": "ping"}  # reply message_type -> request message_type
 MAX_IN_FLIGHT = 4_000  # requests unanswered on one connection (above the outbox and waiting limits)
 
 
@@ -40,7 +40,7 @@ class RequestFailed(Exception):
 
 
 def is_reply(message):
-    if message.get("message_type") == "file-data":
+    if message.get("message_type") in REPLY_TYPES:
         return True
     return message.get("content") in ("success", "fail") and "send_user" not in message
 

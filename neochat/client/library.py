@@ -21,7 +21,7 @@ import uuid
 from collections import OrderedDict, deque
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory
@@ -39,6 +39,7 @@ SEEN_LIMIT = 4_096  # message ids remembered to drop replays
 # Pushes that only report who is online: they update ``online``, not the inbox.
 PRESENCE = {"update_online_user", "leave_message", "friend_online", "friend_offline"}
 CATCH_UP = 100  # lobby messages fetched after a reconnect
+KEEPALIVE = 240  # seconds between pings; the server's idle timeout is 10 minutes
 FATAL_LOGIN = {"wrong account or password", "bad account name", "bad password"}
 
 
@@ -86,6 +87,7 @@ class NeoChatClient(FileTransfers):
         self._acks = {}  # connection -> ids to acknowledge this reactor turn
         self._waiting = []  # Deferreds for the next logged-in connection
         self._connection = None  # the logged-in connection
+        self._keepalive = None  # LoopingCall pinging the logged-in connection
         self._stopped = None  # the reason, once stopped for good
         self._sending_file = defer.DeferredLock()
         self.logged_in = defer.Deferred()  # the first login
@@ -141,6 +143,9 @@ class NeoChatClient(FileTransfers):
         if connection.lost or self._stopped is not None:
             return
         self._connection = connection
+        self._keepalive = task.LoopingCall(self._ping, connection)
+        self._keepalive.clock = self.reactor
+        self._keepalive.start(KEEPALIVE, now=False)
         for entry in self._outbox.values():
             self._send_outgoing(connection, entry)
         waiting, self._waiting = self._waiting, []
@@ -165,9 +170,14 @@ class NeoChatClient(FileTransfers):
             if message["id"] > self._lobby_seen:
                 self._deliver(message)
 
+    def _ping(self, connection):
+        """Keeps a quiet session from hitting the server's idle timeout."""
+        connection.request({"message_type": "ping"}).addErrback(lambda failure: None)
+
     def _lost(self, connection):
         if self._connection is connection:
             self._connection = None
+            self._keepalive.stop()
             self.online.clear()
             self.calls.end_all("disconnected")
             if self._stopped is None:
