@@ -1,5 +1,9 @@
 """The chat domain: login, presence, private and room messages, offline
-delivery.  Dialects call it; it calls the store and the router."""
+delivery.  Dialects call it; it calls the store and the router.
+
+Messages are stored by the store's group commit (neochat/store/batch.py)
+and delivered only once committed; a connection that falls behind is fed
+from the store (neochat/chat/session.py)."""
 
 import uuid
 
@@ -12,12 +16,12 @@ from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
 from neochat.chat.model import (
-    LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft, group_conversation,
-    private_conversation,
+    LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, group_conversation, private_conversation,
 )
+from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
 from neochat.chat.profiles import Profiles
-from neochat.chat.session import Session
-from neochat.store.database import MissingReference, NotAMember
+from neochat.chat.session import BEHIND_DEADLINE, Session
+from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 
 log = Logger()
 
@@ -28,7 +32,8 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers):
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers,
+                 presence_interval=INTERVAL, behind_deadline=BEHIND_DEADLINE):
         self.store = store
         self.router = router
         self.accounts = accounts
@@ -40,6 +45,8 @@ class Chat:
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)
         self.profiles = Profiles(store.users)
+        self.presence = Presence(router, reactor, presence_interval)
+        self.behind_deadline = behind_deadline
         self._inflight = set()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
@@ -53,39 +60,61 @@ class Chat:
         return self._track(self.accounts.register(account, password))
 
     @defer.inlineCallbacks
-    def login(self, session, account, password, acknowledges=False):
-        """Authenticate and attach.  Live events are held until ``welcome``."""
+    def login(self, session, account, password, acknowledges=False, presence=FULL):
+        """Authenticate and attach.  Live events wait until ``welcome``.
+        ``presence`` is the form of presence the session gets (presence.py)."""
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
+        if presence not in FORMS:
+            raise BadRequest(f"presence must be one of: {', '.join(FORMS)}")
         yield self.accounts.authenticate(account, password)
         if session.closed:
             return
         session.account = account
         session.acknowledges = bool(acknowledges)
-        session.hold()
+        session.presence_form = presence
+        session.replaying = True  # until welcome has replayed the pending queue
         self.router.attach(account, session)
 
-    @defer.inlineCallbacks
     def welcome(self, session):
         """After the login reply: announce presence, then replay what the
-        account missed, in order, then the live events held meanwhile."""
+        account missed, in order, then the live events that came meanwhile."""
         if session.closed:
-            return
-        self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
+            return defer.succeed(None)
+        self.presence.came_online(session.account)
+        self.presence.watch(session)
         self._track(self.friends.announce(session.account, online=True))
-        sent = set()
-        after = 0
-        while not session.closed:
-            rows = yield self.store.messages.pending(session.account, after, REPLAY_PAGE)
-            for row in rows:
-                message = ChatMessage.from_row(row)
-                sent.add(message.id)
-                session.send(message)
-            if len(rows) < REPLAY_PAGE:
-                break
-            after = rows[-1]["id"]
-        session.release(sent)
+        return self.replay(session)
+
+    @defer.inlineCallbacks
+    def replay(self, session):
+        """Write the account's pending messages newer than the last one
+        written, oldest first, as long as the connection keeps up; then the
+        events that waited.  Stops when the connection falls behind: its
+        ``resume`` calls this again."""
+        session.replaying = True
+        try:
+            yield self.store.messages.settled()  # acks and deletes just sent
+            while True:
+                session.missed = False
+                rows = yield self.store.messages.pending(session.account, session.last_id, REPLAY_PAGE)
+                for row in rows:
+                    if session.closed or session.paused or session.holding:
+                        session.missed = True
+                        return
+                    session.write(ChatMessage.from_row(row))
+                if session.closed:
+                    return
+                if len(rows) < REPLAY_PAGE and not session.missed:
+                    break
+        except Exception:
+            log.failure("replaying {account}'s pending messages", account=session.account)
+            session.drop()  # it loses nothing: the next login replays
+            return
+        finally:
+            session.replaying = False
+        session.catch_up()
 
     def logout(self, session):
         """The client said goodbye (``leave_message``)."""
@@ -106,21 +135,23 @@ class Chat:
     def disconnected(self, session):
         """The connection dropped.  The session keeps its account so that
         requests already received in full still run (nothing accepted is lost)."""
-        session.closed = True
+        session.closing()
         self._go_offline(session, "disconnected")
 
     def _go_offline(self, session, reason):
         """``reason`` ends the account's calls."""
+        self.presence.unwatch(session)
         if session.account is not None and self.router.detach(session.account, session):
             self.calls.end_all_for(session.account, reason)
-            self.router.broadcast(UserLeft(session.account))
+            self.presence.went_offline(session.account)
             self._track(self.friends.announce(session.account, online=False))
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
-        session.send(Kicked(reason))
+        self.presence.unwatch(session)
+        session.sink.send_event(Kicked(reason))
         session.account = None
-        session.closed = True
+        session.closing()
         session.sink.close()
 
     def online_accounts(self, session):
@@ -137,13 +168,14 @@ class Chat:
         if self.friends_only and not (yield self.friends.are_friends(session.account, rece_user)):
             raise Forbidden("not a friend")
         try:
-            message.id, message.create_time = yield self._track(
-                self.store.messages.add(message, [rece_user])
-            )
+            # Granted before the commit, so that messages are delivered in
+            # the order they were stored.
+            yield self._share_files(message, recipients=[rece_user])
+            stored = yield self._store(message, [rece_user])
         except MissingReference:
             raise NotFound("unknown recipient")
-        yield self._share_files(message, recipients=[rece_user])
-        self.router.deliver(rece_user, message)
+        if not stored.duplicate:
+            self.router.deliver(rece_user, message)
         return message
 
     @defer.inlineCallbacks
@@ -153,22 +185,36 @@ class Chat:
         self._require_login(session)
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
-            message.id, message.create_time = yield self._track(self.store.messages.add(message))
-            self.router.broadcast(message, exclude=message.author)
+            stored = yield self._store(message)
+            if not stored.duplicate:
+                self.router.broadcast(message, exclude=message.author)
             return message
         message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
+        if references(message.content):
+            yield self.groups.require_member(session, message.group_id)
+            yield self._share_files(message, group_id=message.group_id)
         try:
-            message.id, message.create_time, members = yield self._track(
-                self.store.messages.add_to_group(message)
-            )
+            stored = yield self._store(message, group=True)
         except MissingReference:
             raise NotFound("unknown group")
         except NotAMember:
             raise Forbidden("not a member")
-        yield self._share_files(message, group_id=message.group_id)
-        for account in members:
-            self.router.deliver(account, message)
+        if not stored.duplicate:
+            for account in stored.recipients:
+                self.router.deliver(account, message)
         return message
+
+    @defer.inlineCallbacks
+    def _store(self, message, pending_for=(), group=False):
+        """Commit ``message`` in the next group commit; it gets its id and
+        time.  A resend of a stored message comes back ``duplicate``."""
+        messages = self.store.messages
+        try:
+            stored = yield self._track(messages.add_to_group(message) if group else messages.add(message, pending_for))
+        except ClientIdReused:
+            raise Conflict("client_id reused")
+        message.id, message.create_time = stored.id, stored.create_time
+        return stored
 
     @defer.inlineCallbacks
     def history(self, session, with_user=None, group_id=None, before_id=None, count=HISTORY_PAGE):
@@ -197,7 +243,7 @@ class Chat:
     def written(self, session, message):
         """A message went out to ``session``: unless the client acknowledges
         by itself, it leaves the account's pending queue now."""
-        if session.acknowledges or (message.rece_user is None and message.group_id is None):
+        if session.acknowledges:
             return
         self._written.append((session.account, message.id))
         if self._flush_call is None:

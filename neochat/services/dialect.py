@@ -1,15 +1,25 @@
 """What both dialects share: one connection's commands run one at a time, in
 the order they arrived, and every failure becomes an error reply in the
-dialect the request came in.  The connection survives bad input."""
+dialect the request came in.  The connection survives bad input.
+
+Flow control both ways: the dialect stops reading a connection that has
+more than PAUSE_ABOVE bytes of requests waiting, and it is the push
+producer of its transport, so it hears when the client does not read what
+is written to it (more than WRITE_BUFFER bytes waiting): the session then
+stops writing live events (neochat/chat/session.py) and requests wait too.
+"""
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from neochat.chat.errors import BadRequest, ChatError
 
 log = Logger()
 
 PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
+WRITE_BUFFER = 256 * 1024  # bytes written but not yet sent before the client counts as behind
 
 
 class Rejected(Exception):
@@ -21,6 +31,7 @@ class Rejected(Exception):
         self.request, self.error = request, error
 
 
+@implementer(IPushProducer)
 class Dialect:
     """Subclasses decode items, name the handler for each, and encode replies.
 
@@ -33,7 +44,11 @@ class Dialect:
         self.chat = chat
         self.session = chat.new_session(self, peer_host)
         self._busy = False
-        self._paused = False
+        self._paused = False  # reading
+        self._behind = False  # writing
+        if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
+            transport.bufferSize = WRITE_BUFFER
+        transport.registerProducer(self, True)
 
     # -- subclass interface ----------------------------------------------
 
@@ -63,10 +78,45 @@ class Dialect:
     # -- the session's sink ----------------------------------------------
 
     def send_event(self, event):
-        self.transport.write(self.encode_event(event))
+        """Encoded once per dialect, however many sessions it goes to."""
+        data = event.wire.get(type(self))
+        if data is None:
+            data = event.wire[type(self)] = self.encode_event(event)
+        self.transport.write(data)
 
     def close(self):
         self.transport.loseConnection()
+
+    def abort(self):
+        self.transport.abortConnection()
+
+    # -- the transport's producer ----------------------------------------------
+
+    def pauseProducing(self):
+        """The client is not reading what we write."""
+        self._behind = True
+        self.session.pause()
+        self._flow_control()
+
+    def resumeProducing(self):
+        self._behind = False
+        self.session.resume()
+        self._flow_control()
+        self._pump()
+
+    def stopProducing(self):
+        pass  # connection_lost follows
+
+    def lend_transport(self):
+        """Somebody else (a file being sent) produces for the transport
+        until ``take_back_transport``; live events wait meanwhile."""
+        self.session.hold()
+        self.transport.unregisterProducer()
+
+    def take_back_transport(self):
+        self.transport.unregisterProducer()  # a sender cut off short leaves itself there
+        self.transport.registerProducer(self, True)
+        self.session.release()
 
     # -- the pump --------------------------------------------------------
 
@@ -75,11 +125,13 @@ class Dialect:
         self._pump()
 
     def connection_lost(self):
+        self._behind = False  # nobody reads the replies now, but requests still run
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
 
     def _pump(self):
-        while not self._busy:
+        # A client that does not read its replies gets no more of them.
+        while not self._busy and not self._behind:
             item = self.next_item()
             if item is None:
                 break
@@ -87,10 +139,11 @@ class Dialect:
         self._flow_control()
 
     def _flow_control(self):
-        if not self._paused and self.buffered() > PAUSE_ABOVE:
+        full = self.buffered() > PAUSE_ABOVE or self._behind
+        if not self._paused and full:
             self._paused = True
             self.transport.pauseProducing()
-        elif self._paused and self.buffered() <= PAUSE_ABOVE and not self._busy:
+        elif self._paused and not full and not self._busy:
             self._paused = False
             self.transport.resumeProducing()
 

@@ -15,7 +15,8 @@ from functools import partial
 from twisted.internet import defer
 
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
-from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
+from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
+from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected
@@ -87,6 +88,11 @@ class HeaderDialect(Dialect):
             return encode_message({"message_type": "update_online_user", "online_user": " ".join(event.accounts)})
         if isinstance(event, UserLeft):
             return encode_message({"message_type": "leave_message", "user_account": event.account})
+        if isinstance(event, PresenceChange):
+            if event.online is not None:
+                return encode_message({"message_type": "presence", "online": " ".join(event.online)})
+            return encode_message({"message_type": "presence", "joined": " ".join(event.joined),
+                                   "left": " ".join(event.left)})
         if isinstance(event, Kicked):
             return encode_message({"message_type": "kicked", "reason": event.reason})
         if isinstance(event, Notice):
@@ -108,6 +114,7 @@ class HeaderDialect(Dialect):
             _required(request, "user_account"),
             _required(request, "user_password"),
             acknowledges=request.get("acks") in ("1", "true", "yes"),
+            presence=request.get("presence", FULL),
         )
         self.transport.write(encode_message({"message_type": request["message_type"], "stat": "200"}))
         yield self.chat.welcome(self.session)

@@ -9,7 +9,8 @@ from twisted.protocols.basic import FileSender
 
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotLoggedIn
 from neochat.chat.files import UploadRefused
-from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
+from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
+from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, field
@@ -101,6 +102,7 @@ class JsonDialect(Dialect):
             field(request, "username"),
             field(request, "password"),
             acknowledges=field(request, "acks", bool, default=False, required=False),
+            presence=field(request, "presence", default=FULL, required=False),
         )
         self.transport.write(encode({"message_type": "login", "content": "success"}))
         yield self.chat.welcome(self.session)
@@ -231,7 +233,7 @@ class JsonDialect(Dialect):
         )
         details = offer_details(offer)
         source = self.chat.transfers.open(offer)
-        self.session.hold()
+        self.lend_transport()
         try:
             self.transport.write(encode({
                 "message_type": "file-data", "file_name": details["file_name"],
@@ -241,7 +243,7 @@ class JsonDialect(Dialect):
             yield FileSender().beginFileTransfer(source, self.transport)
         finally:
             source.close()
-            self.session.release()
+            self.take_back_transport()
 
     def cmd_reject(self, request):
         """The receiver turns an offer down: the file is deleted and (an
@@ -280,6 +282,10 @@ def event_to_json(event):
         return {"message_type": "update_online_user", "online_user": list(event.accounts)}
     if isinstance(event, UserLeft):
         return {"message_type": "leave_message", "username": event.account}
+    if isinstance(event, PresenceChange):
+        if event.online is not None:
+            return {"message_type": "presence", "online": list(event.online)}
+        return {"message_type": "presence", "joined": list(event.joined), "left": list(event.left)}
     if isinstance(event, Kicked):
         return {"message_type": "kicked", "reason": event.reason}
     if isinstance(event, Notice):

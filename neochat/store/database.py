@@ -1,4 +1,10 @@
-"""The one adbapi connection pool, and transactions that speak ``?`` SQL."""
+"""The adbapi connection pools, and transactions that speak ``?`` SQL.
+
+Writes go through one pool.  Reads that may run beside the writer (the
+pending-queue replay, history pages) use ``read``: on SQLite a second pool of
+read-only connections (WAL lets them read while the writer commits); on
+MySQL the same pool, which has connections for both.
+"""
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer
@@ -15,6 +21,10 @@ class MissingReference(Exception):
 
 class NotAMember(Exception):
     """A group message from someone outside the group."""
+
+
+class ClientIdReused(Exception):
+    """A client_id its author already used for a different message."""
 
 
 class Txn:
@@ -63,14 +73,18 @@ class Database:
     """Owns the pool.  ``run`` executes a function in one transaction."""
 
     def __init__(self, dialect, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
         self.dialect = dialect
-        args, kwargs = dialect.pool_args()
-        if reactor is not None:
-            kwargs["cp_reactor"] = reactor
-        kwargs["cp_noisy"] = False
-        self.pool = adbapi.ConnectionPool(dialect.module, *args, **kwargs)
+        self.reactor = reactor
+        self.pool = self._pool(dialect.pool_args())
+        read_args = dialect.read_pool_args()
+        self.read_pool = self._pool(read_args) if read_args else self.pool
 
-    @defer.inlineCallbacks
+    def _pool(self, pool_args):
+        args, kwargs = pool_args
+        return adbapi.ConnectionPool(self.dialect.module, *args, cp_reactor=self.reactor, cp_noisy=False, **kwargs)
+
     def run(self, interaction, *args, **kwargs):
         """Run ``interaction(txn, *args)`` in a transaction, retrying it whole
         when MySQL dropped the connection or picked it as a deadlock victim.
@@ -78,9 +92,17 @@ class Database:
         Interactions must therefore be idempotent: writes are keyed so that
         running one twice stores its rows once.
         """
+        return self._run(self.pool, interaction, args, kwargs)
+
+    def read(self, interaction, *args, **kwargs):
+        """Run a read-only ``interaction`` beside the writer."""
+        return self._run(self.read_pool, interaction, args, kwargs)
+
+    @defer.inlineCallbacks
+    def _run(self, pool, interaction, args, kwargs):
         for attempt in range(1, RETRIES + 1):
             try:
-                result = yield self.pool.runInteraction(self._wrap, interaction, args, kwargs)
+                result = yield pool.runInteraction(self._wrap, interaction, args, kwargs)
                 return result
             except Exception as error:
                 if attempt == RETRIES or not self.dialect.is_retryable(error):
@@ -92,3 +114,5 @@ class Database:
 
     def close(self):
         self.pool.close()
+        if self.read_pool is not self.pool:
+            self.read_pool.close()

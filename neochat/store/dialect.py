@@ -32,6 +32,20 @@ class SqliteDialect:
             cp_openfun=self._on_open,
         )
 
+    def read_pool_args(self):
+        """Readers beside the one writer: WAL lets them see every commit."""
+        return (self.path,), dict(
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=2,
+            cp_openfun=self._on_open_reader,
+        )
+
+    @staticmethod
+    def _on_open_reader(conn):
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+
     @staticmethod
     def _on_open(conn):
         conn.execute("PRAGMA foreign_keys = ON")
@@ -82,10 +96,13 @@ class MysqlDialect:
             db=self.database,
             charset="utf8mb4",
             cp_min=1,
-            cp_max=5,
+            cp_max=8,  # the message writer, other writes and reads beside them
             cp_reconnect=True,
             cp_openfun=self._on_open,
         )
+
+    def read_pool_args(self):
+        return None  # reads share the pool, sized for them
 
     @staticmethod
     def _on_open(conn):
