@@ -2,6 +2,7 @@
 commit, exactly-once with client ids, order per conversation, flow control
 through the store (memory bounded for clients that do not read)."""
 
+import ctypes
 import json
 import socket
 
@@ -20,6 +21,10 @@ def word(sender, to, content, **extra):
 
 
 def rss():
+    """Resident memory of this process (server and clients), after handing
+    freed heap back to the system: what is held, not what the allocator
+    keeps cached from transient peaks."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     return psutil.Process().memory_info().rss
 
 
@@ -137,7 +142,7 @@ def test_voice_clips_to_a_non_reader_are_refused_and_memory_stays_bounded(server
         stats.append((reply["stat"], reply.get("reason")))
     grown = rss() - before
     assert stats[-1] == ("503", "recipient not reading") and stats.count(("200", None)) <= 2
-    assert grown < 20 * MIB, f"server grew by {grown / MIB:.1f} MiB"
+    assert grown < 8 * MIB, f"server grew by {grown / MIB:.1f} MiB"
     # Others are still served.
     reply = yield sender.request({"message_type": "text", "user_account": "sender", "friends": "awake", "text": "hi"})
     assert reply["stat"] == "200"

@@ -52,6 +52,7 @@ class NeoChatService(service.MultiService):
             calls=Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
+            presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
         self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)

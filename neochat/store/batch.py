@@ -130,7 +130,6 @@ class MessageBatcher:
     # -- in the pool thread ---------------------------------------------------
 
     def _transaction(self, txn, batch, deletes):
-        existing = self._existing(txn, batch)
         members = self._members(txn, [w.message.group_id for w in batch if w.pending_for is GROUP])
         accounts = self._accounts(txn, [w.message.rece_user for w in batch if w.message.rece_user])
         fresh, claimed = [], {}
@@ -138,12 +137,8 @@ class MessageBatcher:
             write.result = None
             message = write.message
             key = (message.author, message.client_id)
-            row = existing.get(key)
-            earlier = claimed.get(key)
-            if earlier is not None:  # the same client id twice in this batch
-                write.result = _duplicate_of(earlier.message, message, earlier)
-            elif row is not None:
-                write.result = _resend_result(row, message, write)
+            if key in claimed:  # the same client id twice in this batch
+                write.result = _duplicate_of(claimed[key], message)
             elif message.rece_user is not None and message.rece_user not in accounts:
                 write.result = MissingReference(message.rece_user)
             elif write.pending_for is GROUP and not members.get(message.group_id):
@@ -154,16 +149,22 @@ class MessageBatcher:
                 claimed[key] = write
                 fresh.append(write)
         ids = self._insert_messages(txn, fresh)
+        stored_before = self._existing(txn, [key for key in claimed if key not in ids])
         pending = []
         for write in fresh:
             message = write.message
+            key = (message.author, message.client_id)
+            if key not in ids:
+                row = stored_before.get(key)
+                # No row: its recipient went away since the check above.
+                write.result = MissingReference(key) if row is None else _resend_result(row, message, write)
+                continue
             recipients = write.pending_for
             if recipients is GROUP:
                 recipients = tuple(a for a in members[message.group_id] if a != message.author)
-            message_id = ids[message.author, message.client_id]
-            pending.extend((account, message_id) for account in recipients)
+            pending.extend((account, ids[key]) for account in recipients)
             write.inserted_before = True
-            write.result = Stored(message_id, message.create_time, recipients, False)
+            write.result = Stored(ids[key], message.create_time, recipients, False)
         for rows in _chunks(pending, ROWS_PER_INSERT):
             txn.execute("INSERT INTO pending (user_account, message_id) VALUES "
                         + ", ".join(["(?, ?)"] * len(rows)), [value for row in rows for value in row])
@@ -172,32 +173,19 @@ class MessageBatcher:
                 write.result = write.result.resolve()
         self._delete(txn, deletes)
 
-    def _existing(self, txn, batch):
-        """Messages already stored under the batch's (author, client_id) keys,
-        with the accounts each is still queued for."""
-        keys = {(w.message.author, w.message.client_id) for w in batch}
+    def _existing(self, txn, keys):
+        """Messages stored before under these (author, client_id) keys
+        (resends: rare), with the accounts each is still queued for."""
         found = {}
-        for chunk in _chunks(sorted(keys), ROWS_PER_INSERT):
-            authors = sorted({a for a, _ in chunk})
-            client_ids = sorted({c for _, c in chunk})
-            rows = txn.execute(
-                "SELECT id, author, client_id, rece_user, group_id, chat_type, message, create_time"
-                f" FROM messages WHERE author IN ({_marks(authors)}) AND client_id IN ({_marks(client_ids)})",
-                authors + client_ids,
-            ).dicts()
-            for row in rows:
-                key = (row["author"], row["client_id"])
-                if key in keys:
-                    found[key] = row
-        if found:
-            ids = [row["id"] for row in found.values()]
-            queued = {}
-            for account, message_id in txn.execute(
-                f"SELECT user_account, message_id FROM pending WHERE message_id IN ({_marks(ids)})", ids
-            ).fetchall():
-                queued.setdefault(message_id, []).append(account)
-            for row in found.values():
-                row["pending"] = tuple(sorted(queued.get(row["id"], ())))
+        for author, client_id in keys:
+            row = txn.execute(
+                "SELECT id, rece_user, group_id, chat_type, message, create_time"
+                " FROM messages WHERE author = ? AND client_id = ?", (author, client_id),
+            ).dict()
+            if row is not None:
+                row["pending"] = tuple(sorted(account for account, in txn.execute(
+                    "SELECT user_account FROM pending WHERE message_id = ?", (row["id"],)).fetchall()))
+                found[author, client_id] = row
         return found
 
     def _members(self, txn, group_ids):
@@ -220,7 +208,9 @@ class MessageBatcher:
         ).fetchall()}
 
     def _insert_messages(self, txn, writes):
-        """One INSERT ... RETURNING per chunk; {(author, client_id): id}."""
+        """One INSERT ... RETURNING per chunk, skipping keys stored before
+        (and, on MySQL, rows whose reference vanished since the checks);
+        {(author, client_id): id} of the rows inserted."""
         ids = {}
         for chunk in _chunks(writes, ROWS_PER_INSERT):
             values = []
@@ -229,9 +219,10 @@ class MessageBatcher:
                 values += [m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation,
                            m.content, m.create_time]
             row_marks = "(" + _marks(MESSAGE_COLUMNS) + ")"
+            dialect = self.db.dialect
             rows = txn.execute(
-                f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
-                + ", ".join([row_marks] * len(chunk)) + " RETURNING id, author, client_id",
+                f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
+                + ", ".join([row_marks] * len(chunk)) + f"{dialect.on_conflict_ignore} RETURNING id, author, client_id",
                 values,
             ).fetchall()
             ids.update(((author, client_id), message_id) for message_id, author, client_id in rows)
@@ -256,11 +247,14 @@ class _Pending:
 
     def resolve(self):
         stored = self.first.result
+        if isinstance(stored, Exception):
+            return stored
         return Stored(stored.id, stored.create_time, stored.recipients, True)
 
 
-def _duplicate_of(first_message, message, first):
-    if not _same(first_message, message.rece_user, message.group_id, message.chat_type, message.content):
+def _duplicate_of(first, message):
+    m = first.message
+    if not _same(m, message.rece_user, message.group_id, message.chat_type, message.content):
         return ClientIdReused(message.client_id)
     return _Pending(first)
 

@@ -13,6 +13,8 @@ from urllib.parse import unquote, urlsplit
 class SqliteDialect:
     name = "sqlite"
     module = "sqlite3"
+    # INSERT that skips rows whose unique key exists: head and tail
+    insert_ignore, on_conflict_ignore = "INSERT", " ON CONFLICT DO NOTHING"
     ddl_macros = {
         "auto_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "text": "TEXT",
@@ -72,6 +74,7 @@ class SqliteDialect:
 class MysqlDialect:
     name = "mysql"
     module = "MySQLdb"
+    insert_ignore, on_conflict_ignore = "INSERT IGNORE", ""
     ddl_macros = {
         "auto_id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "text": "MEDIUMTEXT",
