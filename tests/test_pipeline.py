@@ -142,7 +142,9 @@ def test_voice_clips_to_a_non_reader_are_refused_and_memory_stays_bounded(server
         stats.append((reply["stat"], reply.get("reason")))
     grown = rss() - before
     assert stats[-1] == ("503", "recipient not reading") and stats.count(("200", None)) <= 2
-    assert grown < 8 * MIB, f"server grew by {grown / MIB:.1f} MiB"
+    # At most the one clip written before the recipient counted as behind
+    # stays (partly in the kernel's buffers) until it reads or is dropped.
+    assert grown < 16 * MIB + 4 * MIB, f"server grew by {grown / MIB:.1f} MiB"
     # Others are still served.
     reply = yield sender.request({"message_type": "text", "user_account": "sender", "friends": "awake", "text": "hi"})
     assert reply["stat"] == "200"

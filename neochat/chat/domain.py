@@ -160,9 +160,23 @@ class Chat:
 
     # -- messages --------------------------------------------------------
 
-    @defer.inlineCallbacks
     def send_private(self, session, rece_user, content, client_id=None):
         self._require_login(session)
+        return self._in_turn(session, self._send_private, rece_user, content, client_id)
+
+    def send_room(self, session, room, content, client_id=None):
+        """``room`` "" or "all" is the lobby of everyone online; any other
+        value names a group, whose offline members get it at next login."""
+        self._require_login(session)
+        return self._in_turn(session, self._send_room, room, content, client_id)
+
+    def _in_turn(self, session, send, *args):
+        turn = session.take_turn()
+        d = defer.maybeDeferred(send, session, turn, *args)
+        return d.addBoth(lambda result: (turn.done(), result)[1])
+
+    @defer.inlineCallbacks
+    def _send_private(self, session, turn, rece_user, content, client_id):
         check_account_name(rece_user)
         message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
         if self.friends_only and not (yield self.friends.are_friends(session.account, rece_user)):
@@ -171,7 +185,7 @@ class Chat:
             # Granted before the commit, so that messages are delivered in
             # the order they were stored.
             yield self._share_files(message, recipients=[rece_user])
-            stored = yield self._store(message, [rece_user])
+            stored = yield self._store(message, turn, [rece_user])
         except MissingReference:
             raise NotFound("unknown recipient")
         if not stored.duplicate:
@@ -179,13 +193,10 @@ class Chat:
         return message
 
     @defer.inlineCallbacks
-    def send_room(self, session, room, content, client_id=None):
-        """``room`` "" or "all" is the lobby of everyone online; any other
-        value names a group, whose offline members get it at next login."""
-        self._require_login(session)
+    def _send_room(self, session, turn, room, content, client_id):
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
-            stored = yield self._store(message)
+            stored = yield self._store(message, turn)
             if not stored.duplicate:
                 self.router.broadcast(message, exclude=message.author)
             return message
@@ -194,7 +205,7 @@ class Chat:
             yield self.groups.require_member(session, message.group_id)
             yield self._share_files(message, group_id=message.group_id)
         try:
-            stored = yield self._store(message, group=True)
+            stored = yield self._store(message, turn, group=True)
         except MissingReference:
             raise NotFound("unknown group")
         except NotAMember:
@@ -205,12 +216,18 @@ class Chat:
         return message
 
     @defer.inlineCallbacks
-    def _store(self, message, pending_for=(), group=False):
-        """Commit ``message`` in the next group commit; it gets its id and
-        time.  A resend of a stored message comes back ``duplicate``."""
+    def _store(self, message, turn, pending_for=(), group=False):
+        """Commit ``message`` in the next group commit, after the sender's
+        previous message; it gets its id and time.  A resend of a stored
+        message comes back ``duplicate``."""
+        yield turn.wait()
         messages = self.store.messages
         try:
-            stored = yield self._track(messages.add_to_group(message) if group else messages.add(message, pending_for))
+            queued = messages.add_to_group(message) if group else messages.add(message, pending_for)
+        finally:
+            turn.done()
+        try:
+            stored = yield self._track(queued)
         except ClientIdReused:
             raise Conflict("client_id reused")
         message.id, message.create_time = stored.id, stored.create_time

@@ -9,9 +9,12 @@ is written to it (more than WRITE_BUFFER bytes waiting): the session then
 stops writing live events (neochat/chat/session.py) and requests wait too.
 """
 
+from collections import deque
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from neochat.chat.errors import BadRequest, ChatError
@@ -19,6 +22,7 @@ from neochat.chat.errors import BadRequest, ChatError
 log = Logger()
 
 PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
+MAX_PIPELINE = 100  # message sends of one connection in flight at once
 WRITE_BUFFER = 256 * 1024  # bytes written but not yet sent before the client counts as behind
 
 
@@ -43,7 +47,8 @@ class Dialect:
         self.transport = transport
         self.chat = chat
         self.session = chat.new_session(self, peer_host)
-        self._busy = False
+        self._in_flight = deque()  # _Slot per request started, in arrival order
+        self._next = None  # the next request, decoded, waiting its turn
         self._paused = False  # reading
         self._behind = False  # writing
         if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
@@ -131,50 +136,80 @@ class Dialect:
 
     def _pump(self):
         # A client that does not read its replies gets no more of them.
-        while not self._busy and not self._behind:
-            item = self.next_item()
-            if item is None:
+        while not self._behind:
+            if self._next is None:
+                item = self.next_item()
+                if item is None:
+                    break
+                self._next = self._classify(item)
+            if self._in_flight and not self._may_overlap(self._next[0]):
                 break
-            self._dispatch(item)
+            handler, request, error = self._next
+            self._next = None
+            self._start(handler, request, error)
         self._flow_control()
+
+    def _may_overlap(self, handler):
+        """Message sends overlap with the sends before them: up to
+        MAX_PIPELINE of a connection go to one group commit."""
+        return (self._in_flight[-1].pipelined and getattr(handler, "pipelined", False)
+                and len(self._in_flight) < MAX_PIPELINE)
 
     def _flow_control(self):
         full = self.buffered() > PAUSE_ABOVE or self._behind
         if not self._paused and full:
             self._paused = True
             self.transport.pauseProducing()
-        elif self._paused and not full and not self._busy:
+        elif self._paused and not full:
             self._paused = False
             self.transport.resumeProducing()
 
-    def _dispatch(self, item):
+    def _classify(self, item):
+        """(handler, request, None), or (None, request, the error to answer)."""
         request = None
         try:
             handler, request = self.handle_item(item)
-            result = handler(request)
         except Rejected as rejected:
-            self._write_error(rejected.request, rejected.error)
-            return
+            return None, rejected.request, rejected.error
         except ChatError as error:
-            self._write_error(request, error)
-            return
-        except Exception:
-            log.failure("handling {item!r}", item=item)
-            self._write_error(request, ChatError("internal error", stat=500))
-            return
-        if not isinstance(result, defer.Deferred):
-            self._write_reply(request, result)
-            return
-        self._busy = True
-        result.addCallbacks(
-            lambda reply: self._write_reply(request, reply),
-            lambda failure: self._write_failure(request, failure),
-        )
-        result.addBoth(self._done)
+            return None, request, error
+        return handler, request, None
+
+    def _start(self, handler, request, error):
+        slot = _Slot(request, getattr(handler, "pipelined", False))
+        self._in_flight.append(slot)
+        if error is None:
+            try:
+                result = handler(request)
+            except ChatError as refused:
+                # Without its traceback, which would hold the request (a
+                # clip's body) in a reference cycle until the next collection.
+                slot.refused(refused.with_traceback(None))
+            except Exception:
+                slot.failed(Failure())
+            else:
+                if isinstance(result, defer.Deferred):
+                    result.addCallbacks(slot.succeeded, slot.failed).addBoth(self._done)
+                    return
+                slot.succeeded(result)
+        else:
+            slot.refused(error)
+        self._answer()
 
     def _done(self, _):
-        self._busy = False
+        self._answer()
         self._pump()
+
+    def _answer(self):
+        """Replies go out in the order the requests came."""
+        while self._in_flight and self._in_flight[0].finished:
+            slot = self._in_flight.popleft()
+            if isinstance(slot.outcome, Failure):
+                self._write_failure(slot.request, slot.outcome)
+            elif isinstance(slot.outcome, ChatError):
+                self._write_error(slot.request, slot.outcome)
+            else:
+                self._write_reply(slot.request, slot.outcome)
 
     def _write_reply(self, request, reply):
         if reply is not None and not self.session.closed:
@@ -190,6 +225,33 @@ class Dialect:
     def _write_error(self, request, error):
         if not self.session.closed:
             self.transport.write(self.encode_error(request, error))
+
+
+class _Slot:
+    """One request's place in the reply order."""
+
+    __slots__ = ("request", "pipelined", "finished", "outcome")
+
+    def __init__(self, request, pipelined):
+        self.request = request
+        self.pipelined = pipelined
+        self.finished = False
+        self.outcome = None  # the reply, a ChatError or a Failure
+
+    def succeeded(self, reply):
+        self.finished, self.outcome = True, reply
+
+    def failed(self, failure):
+        self.finished, self.outcome = True, failure
+
+    def refused(self, error):
+        self.finished, self.outcome = True, error
+
+
+def pipelined(handler):
+    """Marks a message-send handler whose requests may overlap (see _pump)."""
+    handler.pipelined = True
+    return handler
 
 
 def field(request, name, kind=str, default=None, required=True):

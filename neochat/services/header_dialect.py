@@ -19,7 +19,7 @@ from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers
 from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, Rejected
+from neochat.services.dialect import Dialect, Rejected, pipelined
 from neochat.wire.headers import HeaderDecoder, HeaderError, HeaderMessage, encode_message
 
 SEED_ALIASES = {"registered": "register"}
@@ -124,6 +124,7 @@ class HeaderDialect(Dialect):
         self.chat.logout(self.session)
         return {}
 
+    @pipelined
     @defer.inlineCallbacks
     def cmd_text(self, request):
         """Text to a friend (``friends``), a group (``group_id``) or the

@@ -13,7 +13,7 @@ from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, Onl
 from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, field
+from neochat.services.dialect import Dialect, field, pipelined
 
 JSON_KINDS = {INT: int, IDS: list}
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
@@ -111,6 +111,7 @@ class JsonDialect(Dialect):
         self._check_own_name(request, "username", required=False)
         self.chat.logout(self.session)
 
+    @pipelined
     @defer.inlineCallbacks
     def cmd_word(self, request):
         chat_type = field(request, "chat_type")
