@@ -5,6 +5,7 @@ Messages are stored by the store's group commit (neochat/store/batch.py)
 and delivered only once committed; a connection that falls behind is fed
 from the store (neochat/chat/session.py)."""
 
+import itertools
 import uuid
 
 from twisted.internet import defer
@@ -48,6 +49,8 @@ class Chat:
         self.presence = Presence(router, reactor, presence_interval)
         self.behind_deadline = behind_deadline
         self._inflight = set()
+        self._client_id_prefix = "s-" + uuid.uuid4().hex + "-"
+        self._client_ids = itertools.count()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
 
@@ -284,7 +287,9 @@ class Chat:
         if len(content) > MAX_CONTENT:
             raise BadRequest("content too long")
         if client_id is None:
-            client_id = uuid.uuid4().hex  # makes a retried insert idempotent
+            # Unique (a random prefix per process, then a counter): makes a
+            # retried insert idempotent.
+            client_id = f"{self._client_id_prefix}{next(self._client_ids)}"
         elif not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
             raise BadRequest("bad client_id")
         return ChatMessage(
