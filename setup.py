@@ -16,7 +16,9 @@ setup(
         "Twisted[tls]>=23.8",
         "pyftpdlib>=1.5.9",
         "argon2-cffi>=21.3",
+        "textual>=0.80",  # the terminal client, neochat-client
     ],
+    entry_points={"console_scripts": ["neochat-client = neochat.client.cli:main"]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
         "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],

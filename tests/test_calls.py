@@ -127,13 +127,47 @@ async def test_only_the_callee_can_accept(server):
     refusals = [
         (alice, voice("accept", send_user="bob", rece_user="alice"), "not_party"),
         (carol, voice("accept", send_user="alice", rece_user="carol"), "no_such_call"),
-        (bob, voice("accept", send_user="bob", rece_user="alice"), "rece_user is not the logged-in account"),
+        (bob, voice("accept", send_user="carol", rece_user="bob"), "no_such_call"),
         (carol, voice("close", send_user="alice", rece_user="bob"), "no_such_call"),
     ]
     for client, message, reason in refusals:
         assert await client.request(message) == voice("fail", reason=reason)
     assert server.root.cell.registry.calls_of("alice")[0].state == "requested"
     assert alice.of_type("voice") == []
+
+
+@pytest.mark.parametrize("names", [
+    {"send_user": "alice", "rece_user": "bob"},  # the seed's order
+    {"send_user": "bob", "rece_user": "alice"},  # the callee as the sender of the accept
+    {"rece_user": "alice"},
+    {},  # the server knows the pending call
+])
+@pytest_twisted.ensureDeferred
+async def test_callee_accepts_naming_the_parties_in_either_order_or_not_at_all(server, names):
+    alice, bob, request = await ringing_voice_call(server)
+    bob.send(voice("accept", **names))
+    accept = await alice.next("voice")
+    assert (accept["content"], accept["send_user"], accept["rece_user"]) == ("accept", "alice", "bob")
+    assert server.root.cell.registry.calls_of("alice")[0].state == "accepted"
+
+
+@pytest.mark.parametrize("names", [{}, {"send_user": "bob", "rece_user": "alice"}])
+@pytest_twisted.ensureDeferred
+async def test_callee_closing_before_answering_reaches_the_caller_as_close(server, names):
+    alice, bob, request = await ringing_voice_call(server)
+    ports = relay_ports(server)
+    bob.send(voice("close", **names))
+    assert await alice.next("voice") == voice("close")
+    await assert_no_calls_left(server, ports)
+
+
+@pytest.mark.parametrize("content", ["reject", "CLOSE"])
+@pytest_twisted.ensureDeferred
+async def test_caller_cancelling_with_reject_or_close_in_any_case_reaches_the_callee_as_close(server, content):
+    alice, bob, request = await ringing_voice_call(server)
+    alice.send(voice(content, send_user="alice", rece_user="bob"))
+    assert await bob.next("voice") == voice("close")
+    await assert_no_calls_left(server)
 
 
 @pytest.mark.parametrize("leave, reason", [("logout", "logout"), ("drop", "disconnected")])

@@ -7,6 +7,8 @@ import pytest_twisted
 from twisted.internet import defer
 
 from neochat.wire.json_stream import MAX_OBJECT
+
+NOT_AN_OBJECT = "not a JSON object: send each request as one {...} object"
 from tests.test_json_dialect import logged_in, word
 
 
@@ -19,7 +21,7 @@ def still_works(client):
 
 BAD_BYTES = [
     (b'{"message_type": "login" "username": "a"}\n', "malformed JSON"),
-    (b"[1, 2, 3]\n", "not a JSON object"),
+    (b"[1, 2, 3]\n", NOT_AN_OBJECT),
     (b"hello there\n", "malformed JSON"),
     (b'{"message_type": "dance"}\n', "unknown message_type"),
     (b'{"username": "a"}\n', "unknown message_type"),
@@ -40,7 +42,7 @@ def test_garbage_gets_an_error_line_and_keeps_the_connection(server, data, reaso
 
 @pytest.mark.parametrize("request_,reason", [
     ({"message_type": "login", "username": "alice"}, "missing field: password"),
-    ({"message_type": "login", "username": 5, "password": "x"}, "wrong type for field: username"),
+    ({"message_type": "login", "username": ["a"], "password": "x"}, "wrong type for field: username"),
     ({"message_type": "register", "username": "has space", "password": "x"}, "bad account name"),
     ({"message_type": "register", "username": "a" * 101, "password": "x"}, "bad account name"),
     ({"message_type": "register", "username": "bob", "password": ""}, "bad password"),
@@ -73,8 +75,9 @@ def test_duplicate_register_and_wrong_password_fail(server):
 @pytest.mark.parametrize("message,reason", [
     (word("mallory", "bob", "spoof"), "send_user is not the logged-in account"),
     (word("alice", "nobody", "hi"), "unknown recipient"),
-    (word("alice", "bob", "hi", chat_type="shout"), "unknown chat_type"),
-    (word("alice", "no-such-group", "hi", chat_type="normal"), "unknown group"),
+    (word("alice", "bob", "hi", chat_type="shout"), "unknown chat_type: send private or normal"),
+    (word("alice", "no-such-group", "hi", chat_type="normal"),
+     'unknown group: rece_user names no group and no account ("" is the lobby)'),
     (word("alice", "bob", 42), "wrong type for field: content"),
     ({"message_type": "word", "chat_type": "private", "send_user": "alice", "content": "x"},
      "missing field: rece_user"),

@@ -3,6 +3,7 @@
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
+from neochat.chat import presence
 from neochat.services.json_dialect import JsonDialect
 
 
@@ -58,12 +59,13 @@ def test_an_unknown_presence_form_is_refused(server, dialect):
 
 @pytest_twisted.inlineCallbacks
 def test_a_login_burst_sends_few_full_lists_and_the_last_is_complete(server):
+    server.chat.presence.interval = 0.5 * presence.FULL_AT / 31  # the whole 0.5 s with 31 watching
     watcher, = yield server.logged_in("watcher")
     yield watcher.next("update_online_user")
     names = [f"u{n:02d}" for n in range(30)]
     clients = yield defer.gatherResults([server.client() for _ in names])
     yield defer.gatherResults([c.register_and_login(name) for c, name in zip(clients, names)])
-    yield task.deferLater(reactor, server.chat.presence.interval * 2 + 0.2, lambda: None)
+    yield task.deferLater(reactor, 1.2, lambda: None)
     lists = watcher.of_type("update_online_user")
     assert len(lists) < len(names) / 2
     assert lists[-1]["online_user"] == sorted(names + ["watcher"])

@@ -33,6 +33,7 @@ class Calls:
         self.router = router
         self.registry.on_call_ended = self._call_ended
         self._ended_by = None  # the party ending a call just now: it needs no notice
+        self._ended_word = None  # and the word it used
         self._rung = set()  # keys of keyed calls whose callee was rung: the others are nobody's business
 
     # -- seed 000: voice ---------------------------------------------------
@@ -46,17 +47,25 @@ class Calls:
         call = self.cell.start_voice_call(caller, callee, session.peer_host, callee_session.peer_host, VOICE)
         self.router.deliver(callee, self._voice_notice(call, "request", callee))
 
-    def answer_voice(self, session, caller, accept):
-        """The callee accepts (the caller gets its four fields) or rejects."""
+    def answer_voice(self, session, named, accept):
+        """The callee accepts (the caller gets its four fields) or rejects the
+        newest voice call to it that has every ``named`` account in it (in
+        either role: the seed's accept names both parties, clients differ on
+        which is which, and a call is found without names too).  A caller's
+        reject cancels its call, as ``close`` does."""
         callee = _account(session)
-        call = self._find(callee, keyed=False, named=(caller,))
-        if call.callee != callee:
-            raise CallError("not_party")
+        calls = self._matching(callee, keyed=False, named=named)
+        incoming = [call for call in calls if call.callee == callee]
+        if not incoming:
+            if calls and not accept:
+                return self._hang_up(_newest(calls), callee)
+            raise CallError("not_party" if calls else "no_such_call")
+        call = _newest(incoming)
         if accept:
             self.registry.accept(call.key, callee)
             self.router.deliver(call.caller, self._voice_notice(call, "accept", call.caller))
         else:
-            self._hang_up(call, callee)
+            self._hang_up(call, callee, word="reject")
 
     def close_voice(self, session, named=()):
         """Hang up the newest voice call that has the account and every ``named`` account in it."""
@@ -118,22 +127,27 @@ class Calls:
 
     def _find(self, account, keyed, named=(), key=None):
         """The account's newest voice call, or rung keyed call, with ``key`` and the named accounts."""
-        calls = [
+        calls = self._matching(account, keyed, named, key)
+        if not calls:
+            raise CallError("no_such_call")
+        return _newest(calls)
+
+    def _matching(self, account, keyed, named=(), key=None):
+        return [
             call for call in self.registry.calls_of(account)
             if (call.key in self._rung if keyed else call.media != KEYED)
             and key in (None, call.key) and all(call.has_party(name) for name in named)
         ]
-        if not calls:
-            raise CallError("no_such_call")
-        return max(calls, key=lambda call: call.created_at)
 
-    def _hang_up(self, call, account):
+    def _hang_up(self, call, account, word="close"):
+        """``word`` is what the account said (seed 000: ``close`` or ``reject``):
+        the other party hears the same word."""
         reason = "rejected" if account == call.callee and call.state == REQUESTED else "closed"
-        self._ended_by = account
+        self._ended_by, self._ended_word = account, word
         try:
             self.registry.close(call.key, reason, by_account=account)
         finally:
-            self._ended_by = None
+            self._ended_by = self._ended_word = None
 
     def _call_ended(self, call, reason):
         announced = call.media != KEYED or call.key in self._rung
@@ -147,11 +161,15 @@ class Calls:
     def _ended_notice(self, call, account, reason):
         if call.media == KEYED:
             return self._cell_notice(call, account, "404", reason=reason)
-        if reason == "rejected":
+        if reason == "rejected" and self._ended_word == "reject":
             return self._voice_notice(call, "reject")
-        if reason == "closed":  # the other party hung up: the seed's message as it is
+        if reason in ("closed", "rejected"):  # the other party hung up: the seed's message as it is
             return Notice(VOICE, {"content": "close"})
         return Notice(VOICE, {"content": "close", "reason": reason})
+
+
+def _newest(calls):
+    return max(calls, key=lambda call: call.created_at)
 
 
 def _account(session):

@@ -1,7 +1,8 @@
 """Who is online, told to whoever watches, at a cost that scales.
 
 Logins and logouts are only noted when they happen (O(1)); a flush, at most
-once per ``interval`` seconds and otherwise in the next reactor turn, tells
+once per ``interval`` seconds (scaled down below FULL_AT watching sessions)
+and otherwise in the next reactor turn, tells
 every watching session what changed, with one event object per form, so each
 dialect encodes it once whatever the number of recipients:
 
@@ -23,6 +24,7 @@ from neochat.chat.model import OnlineUsers, PresenceChange, UserLeft
 FULL, DELTA, FRIENDS = "full", "delta", "friends"
 FORMS = (FULL, DELTA, FRIENDS)
 INTERVAL = 0.5  # seconds between two flushes, so between two full lists
+FULL_AT = 1000  # watching sessions from which the whole interval applies
 
 
 class Presence:
@@ -61,6 +63,12 @@ class Presence:
         self._left.add(account)
         self._changed()
 
+    def current_interval(self):
+        """The full interval from FULL_AT watching sessions on; less below,
+        where a full list is cheap and clients expect it at once."""
+        watching = len(self._watchers[FULL]) + len(self._watchers[DELTA])
+        return self.interval * min(1.0, watching / FULL_AT)
+
     def current(self, session):
         """The whole state in ``session``'s form (after a pause)."""
         if session.presence_form == FULL:
@@ -81,7 +89,7 @@ class Presence:
             return
         delay = 0
         if self._last_flush is not None:
-            delay = max(0, self._last_flush + self.interval - self.reactor.seconds())
+            delay = max(0, self._last_flush + self.current_interval() - self.reactor.seconds())
         self._call = self.reactor.callLater(delay, self.flush)
 
     def flush(self):

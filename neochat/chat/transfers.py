@@ -103,9 +103,9 @@ class Transfers:
             raise NotFound("no such file")
 
     @defer.inlineCallbacks
-    def reject(self, session, file_name=None, file_id=None):
+    def reject(self, session, file_name=None, file_id=None, send_user=None):
         """Discard the file and tell its sender."""
-        offer = yield self.find_offer(session, file_name, file_id)
+        offer = yield self.find_offer(session, file_name, file_id, send_user)
         details = offer_details(offer)
         yield self.library.delete_file(offer.author, details["file_id"])
         self.router.deliver(offer.author, Notice("reject", {

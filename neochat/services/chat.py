@@ -7,6 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.wire.json_stream import BOM
 
 WHITESPACE = b" \t\r\n"
 
@@ -26,7 +27,10 @@ class ChatProtocol(Protocol):
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
             self._early = b""
-            if not data:
+            if data.startswith(BOM):  # a byte order mark before the first message
+                data = data[len(BOM):].lstrip(WHITESPACE)
+            if BOM.startswith(data):  # nothing yet, or the start of a byte order mark
+                self._early = data
                 return
             self.dialect = self.factory.dialect_for(data[:1])(
                 self.transport, self.factory.chat, self.transport.getPeer().host
@@ -66,8 +70,9 @@ class ChatFactory(Factory):
 
 
 def default_dialects():
-    """``{`` opens a JSON object; anything else starts a header line."""
-    return {b"{": JsonDialect, None: HeaderDialect}
+    """``{`` opens a JSON object (``[`` a JSON array, answered with an error
+    that asks for an object); anything else starts a header line."""
+    return {b"{": JsonDialect, b"[": JsonDialect, None: HeaderDialect}
 
 
 class ChatService(service.Service):

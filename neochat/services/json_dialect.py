@@ -1,4 +1,9 @@
-"""The JSON dialect of seed 000, field names exactly as the seed has them."""
+"""The JSON dialect of seed 000, field names exactly as the seed has them.
+
+Where the seed can be read more than one way, every plausible reading works
+or gets an error that says what to send instead; docs/protocol.md ("Readings
+of the seeds") lists them.
+"""
 
 from twisted.internet import defer
 
@@ -7,16 +12,21 @@ from functools import partial
 
 from twisted.protocols.basic import FileSender
 
-from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
 from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, field, pipelined
+from neochat.services.dialect import Dialect, Rejected, field, pipelined
+from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
 JSON_KINDS = {INT: int, IDS: list}
-from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
+NAME_FIELDS = ("username", "password", "send_user", "rece_user")  # a number here is read as its digits
+LOBBY_NAMES = ("", "all")
+NORMAL_TYPES = (NORMAL, "group", "public", "lobby", "all")  # chat_type words for a room
+OFFER_WORDS = ("", "offer", "request", "send")  # a file's content that makes it an offer
+REJECT_WORDS = ("reject", "refuse", "cancel")
 
 
 class IncomingFile:
@@ -52,7 +62,12 @@ class JsonDialect(Dialect):
         if isinstance(item, RawChunk):
             return partial(self._file_bytes, item), {"message_type": "file"}
         if isinstance(item, Malformed):
+            if item.message_type is not None:
+                raise Rejected({"message_type": item.message_type}, BadRequest(item.reason))
             raise BadRequest(item.reason)
+        for name in NAME_FIELDS:
+            if type(item.get(name)) is int:
+                item[name] = str(item[name])
         message_type = item.get("message_type")
         if not isinstance(message_type, str):
             raise BadRequest("unknown message_type")
@@ -108,68 +123,109 @@ class JsonDialect(Dialect):
         yield self.chat.welcome(self.session)
 
     def cmd_leave_message(self, request):
-        self._check_own_name(request, "username", required=False)
+        """The seed names the leaver in ``username``; ``send_user`` is read the same way."""
+        for name in ("username", "send_user"):
+            self._check_own_name(request, name, required=False)
         self.chat.logout(self.session)
+
+    def cmd_update_online_user(self, request):
+        """A client asking for the list the server pushes: it gets the list."""
+        online = self.chat.online_accounts(self.session)
+        return {"message_type": "update_online_user", "online_user": list(online)}
 
     @pipelined
     @defer.inlineCallbacks
     def cmd_word(self, request):
-        chat_type = field(request, "chat_type")
-        self._check_own_name(request, "send_user")
+        """``chat_type`` private or normal (any case; group, public, lobby and
+        all mean normal).  Without one, a ``rece_user`` that is an account
+        makes it private, a group or none makes it normal."""
+        chat_type = field(request, "chat_type", required=False)
+        chat_type = chat_type.lower() if isinstance(chat_type, str) else chat_type
+        self._check_own_name(request, "send_user", required=False)
         content = field(request, "content")
         client_id = field(request, "client_id", required=False)
+        rece_user = field(request, "rece_user", default="", required=False)
         if chat_type == PRIVATE:
-            message = yield self.chat.send_private(
-                self.session, field(request, "rece_user"), content, client_id
-            )
-        elif chat_type == NORMAL:
-            room = field(request, "rece_user", default="", required=False)
-            message = yield self.chat.send_room(self.session, room, content, client_id)
+            message = yield self.chat.send_private(self.session, field(request, "rece_user"), content, client_id)
+        elif chat_type in NORMAL_TYPES:
+            message = yield self._send_normal(rece_user, content, client_id)
+        elif chat_type is not None:
+            raise BadRequest("unknown chat_type: send private or normal")
+        elif rece_user in LOBBY_NAMES:
+            message = yield self.chat.send_room(self.session, rece_user, content, client_id)
         else:
-            raise BadRequest("unknown chat_type")
+            try:
+                message = yield self.chat.send_private(self.session, rece_user, content, client_id)
+            except NotFound as no_account:  # perhaps a group
+                try:
+                    message = yield self.chat.send_room(self.session, rece_user, content, client_id)
+                except NotFound:
+                    raise no_account
         if self.session.acknowledges:
             return {
-                "message_type": "word",
+                "message_type": request["message_type"],
                 "content": "success",
                 "id": message.id,
                 "time": message.create_time,
                 "client_id": message.client_id,
             }
 
+    cmd_send_message = cmd_word  # seed 002's plugin call SendMessage
+
+    @defer.inlineCallbacks
+    def _send_normal(self, room, content, client_id):
+        """A room message.  The seed writes ``"rece_user":"xxx"`` here too:
+        a name that is an account and not a group means the lobby."""
+        try:
+            return (yield self.chat.send_room(self.session, room, content, client_id))
+        except NotFound:
+            try:
+                yield self.chat.profiles.get(room)
+            except NotFound:
+                raise NotFound('unknown group: rece_user names no group and no account ("" is the lobby)')
+        return (yield self.chat.send_room(self.session, "", content, client_id))
+
     def cmd_voice(self, request):
         """Seed 000 voice chat: the caller's ``request``, the callee's ``accept``
-        or ``reject`` (both name the caller in ``send_user``, as the seed's accept
-        does), and ``close`` from either.  Success has no reply."""
-        content = field(request, "content")
+        or ``reject``, and ``close`` from either.  The answers and ``close`` may
+        name the two parties in either order, or not at all: the call is the
+        sender's newest one with the named accounts.  Success has no reply."""
+        content = field(request, "content").lower()
         calls = self.chat.calls
+        named = [field(request, name, required=False) for name in ("send_user", "rece_user")]
+        named = [name for name in named if name is not None]
         if content == "request":
-            self._check_own_name(request, "send_user")
+            self._check_own_name(request, "send_user", required=False)
             calls.request_voice(self.session, field(request, "rece_user"))
         elif content in ("accept", "reject"):
-            self._check_own_name(request, "rece_user")
-            calls.answer_voice(self.session, field(request, "send_user"), content == "accept")
+            calls.answer_voice(self.session, named, content == "accept")
         elif content == "close":
-            named = [field(request, name, required=False) for name in ("send_user", "rece_user")]
-            calls.close_voice(self.session, [name for name in named if name is not None])
+            calls.close_voice(self.session, named)
         else:
-            raise BadRequest("unknown content")
+            raise BadRequest("unknown content: send request, accept, reject or close")
 
     # -- the in-band file transfer -------------------------------------------
 
     @defer.inlineCallbacks
     def cmd_file(self, request):
-        """An offer (``file_length`` raw bytes follow it), or the receiver's
-        ``accept``."""
-        if request.get("content") == "accept":
-            self._check_own_name(request, "rece_user", required=False)
+        """An offer (no ``content``; ``file_length`` raw bytes follow it), or
+        the receiver's ``accept`` or reject (``content`` reject, refuse or
+        cancel).  Only a logged-in offer switches the stream to raw bytes."""
+        content = field(request, "content", default="", required=False).lower()
+        if content == "accept":
             yield self._send_file(request)
             return None
-        length = field(request, "file_length", int)
-        if length < 0:
-            raise BadRequest("wrong type for field: file_length")
+        if content in REJECT_WORDS:
+            return (yield self.cmd_reject(request))
+        if content not in OFFER_WORDS:
+            raise BadRequest("unknown content: an offer has none (its file_length bytes follow it); "
+                             "the receiver sends accept or reject")
+        if not self.session.logged_in:
+            raise NotLoggedIn()
+        length = _byte_count(request, "file_length")
         self._incoming = incoming = IncomingFile(length)
         self.decoder.expect_raw(length)
-        self._check_own_name(request, "send_user")
+        self._check_own_name(request, "send_user", required=False)
         rece_user = field(request, "rece_user")
         upload = yield self.chat.transfers.begin(
             self.session, rece_user, field(request, "file_name"), length
@@ -226,12 +282,7 @@ class JsonDialect(Dialect):
     def _send_file(self, request):
         """``file-data`` and then the bytes; nothing else is written to the
         connection in between."""
-        offer = yield self.chat.transfers.find_offer(
-            self.session,
-            file_name=field(request, "file_name"),
-            file_id=field(request, "file_id", required=False),
-            send_user=field(request, "send_user", required=False),
-        )
+        offer = yield self.chat.transfers.find_offer(self.session, **self._named_offer(request))
         details = offer_details(offer)
         source = self.chat.transfers.open(offer)
         self.lend_transport()
@@ -249,12 +300,24 @@ class JsonDialect(Dialect):
     def cmd_reject(self, request):
         """The receiver turns an offer down: the file is deleted and (an
         extension) its sender told."""
-        self._check_own_name(request, "rece_user", required=False)
-        return self.chat.transfers.reject(
-            self.session,
-            file_name=field(request, "file_name"),
-            file_id=field(request, "file_id", required=False),
-        ).addCallback(lambda _: None)
+        offer = self._named_offer(request)
+        return self.chat.transfers.reject(self.session, **offer).addCallback(lambda _: None)
+
+    def _named_offer(self, request):
+        """How an accept or reject names the offer: ``file_name`` (or the
+        extension ``file_id``), and its sender in ``send_user`` (the seed) or
+        ``rece_user``, whichever is not the receiver itself."""
+        if not self.session.logged_in:
+            raise NotLoggedIn()
+        named = {field(request, name, required=False) for name in ("send_user", "rece_user")}
+        others = named - {None, self.session.account}
+        if len(others) > 1:
+            raise BadRequest("send_user and rece_user name two other accounts: name the file's sender")
+        return {
+            "file_name": field(request, "file_name", required="file_id" not in request),
+            "file_id": field(request, "file_id", required=False),
+            "send_user": others.pop() if others else None,
+        }
 
     def _check_own_name(self, request, name, required=True):
         """The seed repeats the sender's name in requests: it must be ours."""
@@ -263,6 +326,18 @@ class JsonDialect(Dialect):
             raise NotLoggedIn()
         if value is not None and value != self.session.account:
             raise Forbidden(f"{name} is not the logged-in account")
+
+
+def _byte_count(request, name):
+    """A count of bytes: a number, or a string of digits (``"123"``)."""
+    value = request.get(name)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if value is None:
+        raise BadRequest(f"missing field: {name}")
+    if type(value) is not int or value < 0:
+        raise BadRequest(f"wrong type for field: {name} (send the number of bytes)")
+    return value
 
 
 def event_to_json(event):

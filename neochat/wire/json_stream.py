@@ -2,9 +2,24 @@
 
 Clients may end each object with a newline or send objects back to back
 (a bare ``json.dumps`` per ``send``); TCP may split or merge either.  The
-decoder finds object boundaries by matching braces outside strings, on
-bytes, so it also knows exactly where raw file bytes that follow an object
-begin (see ``expect_raw``).
+decoder validates each value incrementally as its bytes arrive
+(``json_prefix.py``: one pass, a stack of open containers), so it knows where
+an object ends, exactly where raw file bytes that follow it begin (see
+``expect_raw``), and the moment a value can no longer become valid JSON.
+
+Resynchronising after bad input (docs/protocol.md, "JSON dialect: framing"):
+
+- A value that can no longer become valid is answered at once with a
+  ``Malformed``; the rest of it is skipped up to the bracket that closes it,
+  or to the next line that starts with ``{``, whichever comes first (an
+  error outside any bracket is skipped to the end of its line, or to the
+  next ``{``).  Strings never span lines.
+- A pending value whose next line starts with ``{`` is abandoned there as
+  malformed, and that line starts a new object: an unterminated object
+  cannot swallow the requests after it.  Only an array element inside an
+  object may start a line with ``{`` (as pretty-printers put it).
+- Objects nested deeper than ``MAX_DEPTH`` or longer than ``max_object``
+  bytes are answered as soon as that is known, then skipped to their end.
 
 ``next_item()`` returns one item at a time so that the caller can switch the
 decoder to raw mode between an object and the bytes after it.
@@ -14,18 +29,42 @@ import json
 import re
 from dataclasses import dataclass
 
-MAX_OBJECT = 64 * 1024  # bytes of one JSON object
+from neochat.wire.json_prefix import (
+    BACKSLASH, NEWLINE, OPEN_ARRAY, OPEN_OBJECT, QUOTE, WHITESPACE, Abandoned, Complete, JsonPrefix,
+)
 
-_OUTSIDE_STRING = re.compile(rb'[{}"]')
-_INSIDE_STRING = re.compile(rb'["\\]')
-_WHITESPACE = b" \t\r\n"
+MAX_OBJECT = 64 * 1024  # bytes of one JSON object
+MAX_DEPTH = 64  # objects and arrays nested in one another
+
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark is skipped between objects
+MALFORMED = "malformed JSON"
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+# The fast path: where a plain object may end, and what it leaves to the validator.
+_OBJECT_END = re.compile(rb"\}(?=[{\s]|\Z)")
+_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{")  # surrogates; a line starting with {
+
+# Skipping the rest of a bad value: what matters outside and inside strings.
+_BLANK = re.compile(rb"[ \t\r]*")
+_SKIP_OUTSIDE = re.compile(rb'[{}\[\]"\n]')
+_SKIP_INSIDE = re.compile(rb'["\\\n]')
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant)  # refuses NaN and Infinity
 
 
 @dataclass(frozen=True)
 class Malformed:
-    """Input that is not a JSON object; ``reason`` goes into the error reply."""
+    """Input that is not a usable JSON object; ``reason`` goes into the error
+    reply, under ``message_type`` when the object named one."""
 
     reason: str
+    message_type: str = None
 
 
 @dataclass(frozen=True)
@@ -37,14 +76,15 @@ class RawChunk:
 
 
 class JsonStreamDecoder:
-    def __init__(self, max_object=MAX_OBJECT):
+    def __init__(self, max_object=MAX_OBJECT, max_depth=MAX_DEPTH):
         self.max_object = max_object
-        self._buffer = bytearray()
-        self._scan = 0  # how far the current object has been scanned
-        self._depth = 0
-        self._in_string = False
-        self._oversized = False  # current object is being skipped
-        self._junk = False  # skipping a non-object line up to its newline
+        self.max_depth = max_depth
+        self._buffer = bytearray()  # the pending value starts at 0
+        self._prefix = JsonPrefix(max_depth)
+        self._skipping = False
+        self._skip_depth = 0
+        self._skip_in_string = False
+        self._skip_line_start = False
         self._raw_left = 0
         self._raw_skip_newline = False
         self.newline_terminated = False  # learned from the first objects
@@ -69,9 +109,15 @@ class JsonStreamDecoder:
         """A dict, a Malformed, a RawChunk, or None when more bytes are needed."""
         if self._raw_left:
             return self._next_raw()
-        if self._depth == 0 and not self._junk and not self._skip_to_object():
+        if self._skipping and not self._skip():
             return None
-        return self._skip_junk() if self._junk else self._scan_object()
+        if self._prefix.scan == 0:
+            if not self._skip_blank():
+                return None
+            value = self._fast_object()
+            if value is not None:
+                return value
+        return self._validate()
 
     # -- raw payloads ----------------------------------------------------
 
@@ -95,88 +141,153 @@ class JsonStreamDecoder:
         self._raw_left -= take
         return RawChunk(data, last=self._raw_left == 0)
 
-    # -- objects ---------------------------------------------------------
+    # -- between values --------------------------------------------------
 
-    def _skip_to_object(self):
-        """Drop whitespace between objects; True if an object or junk starts."""
-        start = 0
-        while start < len(self._buffer) and self._buffer[start] in _WHITESPACE:
-            if self._buffer[start] == 0x0A:
-                self.newline_terminated = True
-            start += 1
-        del self._buffer[:start]
-        if not self._buffer:
-            return False
-        if self._buffer[0] != 0x7B:  # "{"
-            self._junk = True
-        self._scan = 0
-        return True
-
-    def _skip_junk(self):
-        end = self._buffer.find(b"\n")
-        if end < 0:
-            if len(self._buffer) > self.max_object:
-                self._buffer.clear()  # keep skipping; report once the line ends
-            return None
-        line = bytes(self._buffer[:end]).strip()
-        del self._buffer[: end + 1]
-        self._junk = False
-        self.newline_terminated = True
-        try:
-            json.loads(line)
-        except ValueError:
-            return Malformed("malformed JSON")
-        return Malformed("not a JSON object")
-
-    def _scan_object(self):
+    def _skip_blank(self):
+        """Drop white space and byte order marks; True if a value starts."""
         buffer = self._buffer
-        position = self._scan
         while True:
-            pattern = _INSIDE_STRING if self._in_string else _OUTSIDE_STRING
-            match = pattern.search(buffer, position)
-            if match is None:
-                return self._need_more(len(buffer))
-            position = match.end()
-            token = match.group()
-            if self._in_string:
-                if token == b"\\":
-                    if position >= len(buffer):
-                        return self._need_more(position - 1)
-                    position += 1  # the escaped character
-                else:
-                    self._in_string = False
-            elif token == b'"':
-                self._in_string = True
-            elif token == b"{":
-                self._depth += 1
-            else:
-                self._depth -= 1
-                if self._depth == 0:
-                    return self._finish_object(position)
+            blank = WHITESPACE.match(buffer).end()
+            if buffer.find(b"\n", 0, blank) >= 0:
+                self.newline_terminated = True
+            del buffer[:blank]
+            if not buffer.startswith(BOM):
+                break
+            del buffer[: len(BOM)]
+        return bool(buffer) and not (len(buffer) < len(BOM) and BOM.startswith(buffer))
 
-    def _need_more(self, scanned):
-        self._scan = scanned
-        if len(self._buffer) > self.max_object:
-            # Too long: forget its bytes but keep matching braces to its end.
-            self._oversized = True
-            del self._buffer[:scanned]
-            self._scan = 0
-        return None
+    # -- validating a value ----------------------------------------------
 
-    def _finish_object(self, end):
+    def _fast_object(self):
+        """Fast path: a plain object up to the first ``}`` that white space,
+        a ``{`` or the end of the bytes so far follows, as most requests are,
+        parsed at C speed.  None sends the value to ``_validate`` (which
+        decides the same for any object this accepts).  Tried once per value
+        (``_validate`` moves on), so no byte is searched twice."""
+        buffer = self._buffer
+        end = _OBJECT_END.search(buffer, 0, self.max_object) if buffer[:1] == b"{" else None
+        if end is None:
+            return None
+        text = bytes(buffer[: end.end()])
+        if text.count(b"{") + text.count(b"[") > self.max_depth or _SLOW_PATH.search(text):
+            return None
+        try:
+            value = _STRICT.decode(text.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one too
+            return None
+        if not isinstance(value, dict):
+            return None
+        del buffer[: len(text)]
+        return value
+
+    def _validate(self):
+        result = self._prefix.advance(self._buffer)
+        if result is None:
+            return self._need_more()
+        if isinstance(result, Complete):
+            return self._finish(result.end)
+        if isinstance(result, Abandoned):
+            del self._buffer[: result.position]
+            self._prefix.reset()
+            return Malformed(MALFORMED)
+        return self._start_skipping(result.position, result.reason, result.depth, result.in_string)
+
+    def _need_more(self):
+        if len(self._buffer) <= self.max_object:
+            return None
+        # Too long: say so now, and skip the rest of it.
+        prefix = self._prefix
+        return self._start_skipping(prefix.scan, self._too_long(), prefix.depth, prefix.in_string)
+
+    def _too_long(self):
+        return f"message too long (limit {self.max_object} bytes)"
+
+    def _finish(self, end):
         text = bytes(self._buffer[:end])
         del self._buffer[:end]
-        self._scan = 0
-        if self._oversized:
-            self._oversized = False
-            return Malformed(f"message too long (limit {self.max_object} bytes)")
-        if len(text) > self.max_object:
-            return Malformed(f"message too long (limit {self.max_object} bytes)")
+        self._prefix.reset()
+        if end > self.max_object:
+            return Malformed(self._too_long())
+        if text[:1] != b"{":
+            return Malformed("not a JSON object: send each request as one {...} object")
         try:
-            value = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            return Malformed("malformed JSON")
+            value = json.loads(text.decode("utf-8"))
+        except UnicodeDecodeError:
+            named = json.loads(text.decode("utf-8", "replace")).get("message_type")
+            return _malformed("not UTF-8: send text as UTF-8", named)
+        if _SURROGATE_ESCAPE.search(text):
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                reason = "lone surrogate in a string: escape characters outside the BMP as a \\ud83d\\ude00 pair"
+                return _malformed(reason, value.get("message_type"))
         return value
+
+    # -- after an error --------------------------------------------------
+
+    def _start_skipping(self, position, reason, depth, in_string):
+        """Answer now; skip the rest of the value from ``position`` on."""
+        self._skipping = True
+        self._skip_depth = depth
+        self._skip_in_string = in_string
+        self._skip_line_start = False
+        del self._buffer[:position]
+        self._prefix.reset()
+        return Malformed(reason)
+
+    def _skip(self):
+        """Drop the rest of a bad value; True once the next value may start."""
+        buffer, position, end = self._buffer, 0, len(self._buffer)
+        while position < end:
+            if self._skip_line_start:
+                position = _BLANK.match(buffer, position).end()
+                if position == end:
+                    break
+                if buffer[position] == OPEN_OBJECT:
+                    return self._stop_skipping(position)
+                self._skip_line_start = False
+            pattern = _SKIP_INSIDE if self._skip_in_string else _SKIP_OUTSIDE
+            match = pattern.search(buffer, position)
+            if match is None:
+                position = end
+                break
+            position = match.start()
+            byte = buffer[position]
+            if byte == NEWLINE:
+                self._skip_in_string = False
+                position += 1
+                if self._skip_depth == 0:
+                    return self._stop_skipping(position)
+                self._skip_line_start = True
+            elif byte == QUOTE:
+                self._skip_in_string = not self._skip_in_string
+                position += 1
+            elif byte == BACKSLASH:
+                if position + 1 == end:
+                    break
+                position += 1 if buffer[position + 1] == NEWLINE else 2
+            elif byte in (OPEN_OBJECT, OPEN_ARRAY):
+                if self._skip_depth == 0 and byte == OPEN_OBJECT:
+                    return self._stop_skipping(position)
+                self._skip_depth += 1
+                position += 1
+            else:
+                position += 1
+                if self._skip_depth:
+                    self._skip_depth -= 1
+                    if self._skip_depth == 0:
+                        return self._stop_skipping(position)
+        del buffer[:position]
+        return False
+
+    def _stop_skipping(self, position):
+        del self._buffer[:position]
+        self._skipping = False
+        return True
+
+
+def _malformed(reason, message_type):
+    return Malformed(reason, message_type if isinstance(message_type, str) else None)
 
 
 def encode(obj, default=None):
