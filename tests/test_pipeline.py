@@ -3,7 +3,6 @@ commit, exactly-once with client ids, order per conversation, flow control
 through the store (memory bounded for clients that do not read)."""
 
 import ctypes
-import json
 import socket
 
 import psutil
@@ -11,6 +10,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task, threads
 
 from neochat.wire.headers import encode_message
+from tests.clients import BlockingJsonClient
 
 MIB = 1024 * 1024
 
@@ -28,45 +28,31 @@ def rss():
     return psutil.Process().memory_info().rss
 
 
-class NonReader:
+class NonReader(BlockingJsonClient):
     """A JSON client on a blocking socket that logs in and then reads nothing
     until told to."""
 
     def __init__(self, port, name, acks=False):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        super().__init__(port, newline=True)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.name = name
         self.acks = acks
-        self.buffer = b""
 
-    def login(self, register=True):
-        if register:
-            self._send({"message_type": "register", "username": self.name, "password": "secret"})
-            assert self.next("register")["content"] == "success"
-        self._send({"message_type": "login", "username": self.name, "password": "secret", "acks": self.acks})
-        assert self.next("login")["content"] == "success"
-
-    def _send(self, obj):
-        self.sock.sendall(json.dumps(obj).encode() + b"\n")
-
-    def next(self, message_type):
-        """The next message of ``message_type``; None when the server closed."""
-        while True:
-            while b"\n" in self.buffer:
-                line, self.buffer = self.buffer.split(b"\n", 1)
-                message = json.loads(line)
-                if message["message_type"] == message_type:
-                    return message
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buffer += chunk
+    def log_in(self):
+        self.send({"message_type": "register", "username": self.name, "password": "secret"})
+        assert self.receive("register")["content"] == "success"
+        self.send({"message_type": "login", "username": self.name, "password": "secret", "acks": self.acks})
+        assert self.receive("login")["content"] == "success"
 
     def contents(self, count):
-        return [self.next("word")["content"] for _ in range(count)]
+        return [self.receive("word")["content"] for _ in range(count)]
+
+    def dropped(self):
+        """True once the server has closed the connection."""
+        try:
+            self.receive("no such message")
+        except (AssertionError, ConnectionResetError):
+            return True
 
 
 @defer.inlineCallbacks
@@ -91,7 +77,7 @@ def numbered(count, size):
 def test_a_non_reader_receiving_200_mib_grows_the_server_little_and_loses_nothing(server):
     sender, = yield server.logged_in("sender", acks=True)
     reader = NonReader(server.port, "sleepy")
-    yield threads.deferToThread(reader.login)
+    yield threads.deferToThread(reader.log_in)
     contents = numbered(200 * MIB // 60000, 60000)
     yield send_all(sender, "sender", "sleepy", contents[:100])  # warm up
     before = rss()
@@ -109,12 +95,12 @@ def test_a_client_behind_past_the_deadline_is_dropped_and_loses_nothing(server):
     # What the kernel took before the client was dropped counts as delivered
     # for a client that does not acknowledge: this one does.
     reader = NonReader(server.port, "sleepy", acks=True)
-    yield threads.deferToThread(reader.login)
+    yield threads.deferToThread(reader.log_in)
     contents = numbered(200, 30000)
     yield send_all(sender, "sender", "sleepy", contents)
     yield task.deferLater(reactor, 1.0, lambda: None)
     assert not server.root.router.is_online("sleepy")
-    yield threads.deferToThread(lambda: reader.next("no such message"))  # the server closed it
+    assert (yield threads.deferToThread(reader.dropped))
     again, = yield server.logged_in("sleepy-again")  # (another account logs in meanwhile)
     client = yield server.client()
     yield client.request({"message_type": "login", "username": "sleepy", "password": "secret", "acks": True})
@@ -129,7 +115,7 @@ def test_a_client_behind_past_the_deadline_is_dropped_and_loses_nothing(server):
 def test_voice_clips_to_a_non_reader_are_refused_and_memory_stays_bounded(server):
     sender, awake = yield server.logged_in("sender", "awake", dialect="header")
     reader = NonReader(server.port, "sleepy")
-    yield threads.deferToThread(reader.login)
+    yield threads.deferToThread(reader.log_in)
     clip = b"\x01" * (16 * MIB)
     for _ in range(2):  # warm up: clips to someone who reads them
         reply = yield sender.request({"message_type": "voice", "user_account": "sender", "friends": "awake"}, clip)

@@ -25,23 +25,16 @@ class SqliteDialect:
         self.path = path
 
     def pool_args(self):
-        # One connection: SQLite serialises writers anyway, and a second
-        # connection would only add "database is locked" retries.
-        return (self.path,), dict(
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=self._on_open,
-        )
+        # One writing connection: SQLite serialises writers anyway, and a
+        # second one would only add "database is locked" retries.
+        return self._pool_args(1, self._on_open)
 
     def read_pool_args(self):
         """Readers beside the one writer: WAL lets them see every commit."""
-        return (self.path,), dict(
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=2,
-            cp_openfun=self._on_open_reader,
-        )
+        return self._pool_args(2, self._on_open_reader)
+
+    def _pool_args(self, connections, openfun):
+        return (self.path,), dict(check_same_thread=False, cp_min=1, cp_max=connections, cp_openfun=openfun)
 
     @staticmethod
     def _on_open_reader(conn):
