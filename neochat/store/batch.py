@@ -212,7 +212,7 @@ class MessageBatcher:
         (and, on MySQL, rows whose reference vanished since the checks);
         {(author, client_id): id} of the rows inserted."""
         ids = {}
-        for chunk in _chunks(writes, ROWS_PER_INSERT):
+        for chunk in _chunks(writes, self.db.dialect.messages_per_insert):
             values = []
             for write in chunk:
                 m = write.message

@@ -15,6 +15,10 @@ class SqliteDialect:
     module = "sqlite3"
     # INSERT that skips rows whose unique key exists: head and tail
     insert_ignore, on_conflict_ignore = "INSERT", " ON CONFLICT DO NOTHING"
+    # Messages per INSERT in a group commit.  One: sqlite3 caches each
+    # statement with the values last bound to it, so a 200-row statement
+    # would keep up to 200 message texts alive; rows are cheap in-process.
+    messages_per_insert = 1
     ddl_macros = {
         "auto_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "text": "TEXT",
@@ -68,6 +72,7 @@ class MysqlDialect:
     name = "mysql"
     module = "MySQLdb"
     insert_ignore, on_conflict_ignore = "INSERT IGNORE", ""
+    messages_per_insert = 200  # one round trip for many rows
     ddl_macros = {
         "auto_id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "text": "MEDIUMTEXT",
