@@ -12,10 +12,9 @@ import argparse
 import hashlib
 import json
 import socket
-import threading
 import time
 
-from server import neochat  # bench/server.py
+from server import neochat, rss_sampled  # bench/server.py
 
 CHUNK = 1024 * 1024
 
@@ -62,36 +61,25 @@ def main():
 
 def run(port, server, size):
     sender, receiver = Client(port, "sender"), Client(port, "receiver")
-    peak = [server.memory_info().rss]
-    baseline = peak[0]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], server.memory_info().rss)
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    started = time.perf_counter()
-    sender.send({"message_type": "file", "send_user": "sender", "rece_user": "receiver",
-                 "file_name": "big.bin", "file_length": size})
-    for piece in chunks(size):
-        sender.sock.sendall(piece)
-    offer = receiver.receive("file")
-    uploaded = time.perf_counter()
-    receiver.send({"message_type": "file", "content": "accept", "file_name": "big.bin",
-                   "file_length": size, "send_user": "sender"})
-    header = receiver.receive("file-data")
-    digest = hashlib.sha256(receiver.buffer)
-    left = header["file_length"] - len(receiver.buffer)
-    while left:
-        data = receiver.sock.recv(min(left, 1 << 20))
-        digest.update(data)
-        left -= len(data)
-    finished = time.perf_counter()
-    done.set()
-    sampler.join()
+    with rss_sampled(server) as memory:
+        started = time.perf_counter()
+        sender.send({"message_type": "file", "send_user": "sender", "rece_user": "receiver",
+                     "file_name": "big.bin", "file_length": size})
+        for piece in chunks(size):
+            sender.sock.sendall(piece)
+        offer = receiver.receive("file")
+        uploaded = time.perf_counter()
+        receiver.send({"message_type": "file", "content": "accept", "file_name": "big.bin",
+                       "file_length": size, "send_user": "sender"})
+        header = receiver.receive("file-data")
+        digest = hashlib.sha256(receiver.buffer)
+        left = header["file_length"] - len(receiver.buffer)
+        while left:
+            data = receiver.sock.recv(min(left, 1 << 20))
+            digest.update(data)
+            left -= len(data)
+        finished = time.perf_counter()
+    baseline, peak = memory["before"], memory["peak"]
     expected = hashlib.sha256()
     for piece in chunks(size):
         expected.update(piece)
@@ -101,7 +89,7 @@ def run(port, server, size):
     print(f"upload (sender->server)  {mib / (uploaded - started):.0f} MiB/s")
     print(f"download (server->rcvr)  {mib / (finished - uploaded):.0f} MiB/s")
     print(f"server RSS before        {baseline / 2**20:.1f} MiB")
-    print(f"server RSS peak          {peak[0] / 2**20:.1f} MiB (+{(peak[0] - baseline) / 2**20:.1f} MiB)")
+    print(f"server RSS peak          {peak / 2**20:.1f} MiB (+{(peak - baseline) / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":

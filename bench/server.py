@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,3 +67,25 @@ def _running(command, port, cpu, where):
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextlib.contextmanager
+def rss_sampled(process):
+    """Samples ``process``'s resident memory every 50 ms while the block runs;
+    yields a dict whose ``before`` and ``peak`` (bytes) are final when it ends."""
+    memory = {"before": process.memory_info().rss}
+    memory["peak"] = memory["before"]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            memory["peak"] = max(memory["peak"], process.memory_info().rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield memory
+    finally:
+        done.set()
+        sampler.join()

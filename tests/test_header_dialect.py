@@ -4,8 +4,9 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import reactor, task, threads
 
+from neochat.wire.headers import BAD_LINE
 
 
 def read_message(sock, buffer):
@@ -77,7 +78,7 @@ def test_multi_line_text_travels_as_a_body(server):
 
 @pytest.mark.parametrize("raw,stat,reason", [
     (b"message_type: dance\n\n", "400", "unknown message_type"),
-    (b"message_type: text\nno colon here\n\n", "400", "bad header line"),
+    (b"message_type: text\nno colon here\n\n", "400", BAD_LINE),
     (b"message_type: text\nuser_account: a\nfriends: b\n\n", "401", "not logged in"),
     (b"message_type: login\nuser_account: a\n\n", "400", "missing field: user_password"),
     (b"message_type: text\ncontent-length: ten\n\n", "400", "bad content-length"),
@@ -95,9 +96,11 @@ def test_bad_header_message_gets_stat_and_reason_and_connection_survives(server,
     ({"message_type": "text", "user_account": "mallory", "friends": "b", "text": "x"}, "403",
      "user_account is not the logged-in account"),
     ({"message_type": "text", "user_account": "a", "friends": "nobody", "text": "x"}, "404", "unknown recipient"),
-    ({"message_type": "text", "user_account": "a", "text": "x"}, "400", "missing field: friends"),
+    ({"message_type": "text", "user_account": "a", "text": "x"}, "400", "missing field: friends (or group_id)"),
     ({"message_type": "get_old_message", "with_user": "b", "count": "many"}, "400", "wrong type for field: count"),
-    ({"message_type": "voice", "user_account": "a", "friends": "offline-friend"}, "480", "friend offline"),
+    ({"message_type": "voice", "user_account": "a", "friends": "offline-friend", "text": "x"}, "480", "friend offline"),
+    ({"message_type": "voice", "user_account": "a", "friends": "b"}, "400",
+     "voice needs its audio as a content-length body, or a text"),
 ])
 @pytest_twisted.inlineCallbacks
 def test_bad_request_after_login(server, headers, stat, reason):
@@ -105,6 +108,10 @@ def test_bad_request_after_login(server, headers, stat, reason):
     offline = yield server.client("header")
     yield offline.register_and_login("offline-friend")
     yield offline.close()
+    for _ in range(500):  # the server answers what the client sent, then lets it go
+        if server.chat.router.session_of("offline-friend") is None:
+            break
+        yield task.deferLater(reactor, 0.01, lambda: None)
     reply = yield a.request(headers)
     assert (reply["message_type"], reply["stat"], reply["reason"]) == (headers["message_type"], stat, reason)
 

@@ -2,7 +2,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neochat.wire.headers import HeaderDecoder, HeaderError, HeaderMessage, encode_message
+from neochat.wire.headers import (
+    BAD_LINE, BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, HeaderMessage, encode_message,
+)
 
 SEED_LOGIN = (
     b"message_type: login\n"
@@ -145,12 +147,74 @@ def test_too_many_headers_is_431():
     "line", [b"no colon here", b"bad key: v", b": v", b"k\xc3\xa9y: v", b"a: b\rc"])
 def test_bad_header_line_is_400_and_the_next_message_still_parses(line):
     data = b"message_type: login\n" + line + b"\nuser: a\n\n" + NEXT
-    assert decode(data) == [HeaderError(400, "bad header line", "login"), NEXT_MESSAGE]
+    assert decode(data) == [HeaderError(400, BAD_LINE, "login"), NEXT_MESSAGE]
 
 
 def test_duplicate_key_is_400():
     data = b"message_type: login\nuser: a\nuser: b\n\n"
     assert decode(data) == [HeaderError(400, "duplicate header", "login")]
+
+
+def test_a_repeatable_key_may_come_again_and_its_values_are_joined():
+    data = b"message_type: text\nfriends: a\nfriends: b c\nuser: x\nuser: y\n\n" + NEXT
+    assert HeaderDecoder(repeatable=frozenset({"friends"})).feed(data) == [
+        HeaderError(400, "duplicate header", "text"), NEXT_MESSAGE]
+    assert HeaderDecoder(repeatable=frozenset({"friends"})).feed(data.replace(b"user: y\n", b"")) == [
+        HeaderMessage({"message_type": "text", "friends": "a b c", "user": "x"}), NEXT_MESSAGE]
+
+
+def test_a_repeated_key_counts_towards_max_headers():
+    data = b"friends: a\n" * 5 + b"\n"
+    assert HeaderDecoder(max_headers=4, repeatable=frozenset({"friends"})).feed(data) == [
+        HeaderError(431, "too many headers")]
+
+
+def test_the_end_of_the_stream_ends_a_last_message_without_its_blank_line():
+    decoder = HeaderDecoder()
+    assert decoder.feed(b"message_type: login\r\nuser_account: a") == []
+    assert decoder.feed_eof() == [HeaderMessage({"message_type": "login", "user_account": "a"})]
+
+
+def test_a_space_before_the_colon_is_accepted():
+    assert decode(b"user_account : +86101\nmessage_type\t:text\n\n") == [
+        HeaderMessage({"user_account": "+86101", "message_type": "text"})]
+
+
+def upload(headers):
+    return "task_id" in headers
+
+
+def test_a_streamed_body_without_length_runs_to_the_end_of_the_stream():
+    decoder = HeaderDecoder(streamed=upload)
+    assert decoder.feed(b"task_id: 1\n\n0x00\n") == [BodyStart({"task_id": "1"}, None), BodyChunk(b"0x00\n")]
+    assert decoder.in_body
+    assert decoder.feed(b"message_type: text\n\n") == [BodyChunk(b"message_type: text\n\n")]
+    assert decoder.feed_eof() == [BodyEnd(True)]
+
+
+def test_a_streamed_body_with_length_ends_there_and_the_next_message_follows():
+    decoder = HeaderDecoder(streamed=upload, max_body=2)
+    data = b"task_id: 1\ncontent-length: 5\n\nab" + b"cde" + NEXT
+    assert decoder.feed(data[:-len(NEXT) - 3]) == [BodyStart({"task_id": "1"}, 5), BodyChunk(b"ab")]
+    assert decoder.feed(data[-len(NEXT) - 3:]) == [BodyChunk(b"cde"), BodyEnd(True), NEXT_MESSAGE]
+    assert decoder.feed(b"task_id: 2\ncontent-length: 0\n\n") == [BodyStart({"task_id": "2"}, 0), BodyEnd(True)]
+
+
+@pytest.mark.parametrize("length", [b"", b"content-length: 9\n"])
+def test_cut_ends_a_streamed_body_as_incomplete_and_reads_on(length):
+    decoder = HeaderDecoder(streamed=upload)
+    assert decoder.feed(b"task_id: 1\n" + length + b"\nabc")[-1] == BodyChunk(b"abc")
+    assert decoder.cut() == [BodyEnd(False)]
+    assert decoder.feed(NEXT) == [NEXT_MESSAGE]
+
+
+def test_cut_or_the_end_of_the_stream_refuses_a_body_held_whole():
+    decoder = HeaderDecoder()
+    assert decoder.feed(b"message_type: text\ncontent-length: 9\n\nabc") == []
+    assert decoder.cut() == [HeaderError(400, "body incomplete: 3 of 9 bytes came", "text")]
+    assert decoder.feed(NEXT) == [NEXT_MESSAGE]
+    decoder.feed(b"message_type: text\ncontent-length: 9\n\nab")
+    assert decoder.feed_eof() == [HeaderError(400, "body incomplete: 2 of 9 bytes came", "text")]
 
 
 def test_invalid_utf8_is_400_and_the_next_message_still_parses():
@@ -159,17 +223,17 @@ def test_invalid_utf8_is_400_and_the_next_message_still_parses():
 
 
 def test_error_has_no_message_type_when_it_is_unknown():
-    assert decode(b"garbage\n\n") == [HeaderError(400, "bad header line", None)]
+    assert decode(b"garbage\n\n") == [HeaderError(400, BAD_LINE, None)]
 
 
 def test_broken_message_with_a_body_skips_its_body():
     data = b"message_type: text\nbad line\ncontent-length: 6\n\nx: y\n\n" + NEXT
-    assert decode(data) == [HeaderError(400, "bad header line", "text"), NEXT_MESSAGE]
+    assert decode(data) == [HeaderError(400, BAD_LINE, "text"), NEXT_MESSAGE]
 
 
 def test_first_error_of_a_message_is_reported():
     data = b"bad line\nx: \xff\n\n"
-    assert decode(data) == [HeaderError(400, "bad header line")]
+    assert decode(data) == [HeaderError(400, BAD_LINE)]
 
 
 def test_encode_writes_lines_then_blank_line_then_body():

@@ -32,12 +32,13 @@ class Accounts:
         return threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), function, *args)
 
     @defer.inlineCallbacks
-    def register(self, account, password):
+    def register(self, account, password, profile=None):
+        """``profile``: checked profile fields stored with the account."""
         check_account_name(account)
         if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
             raise BadRequest("bad password")
         hashed = yield self._in_thread(self.hasher.hash, password)
-        created = yield self.users.create(account, hashed, now_ms())
+        created = yield self.users.create(account, hashed, now_ms(), profile)
         if not created:
             raise Conflict("account exists")
 

@@ -20,7 +20,7 @@ from neochat.chat.model import (
     LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, group_conversation, private_conversation,
 )
 from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
-from neochat.chat.profiles import Profiles
+from neochat.chat.profiles import Profiles, check_profile
 from neochat.chat.session import BEHIND_DEADLINE, Session
 from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 
@@ -59,8 +59,9 @@ class Chat:
     def new_session(self, sink, peer_host):
         return Session(self, sink, peer_host)
 
-    def register(self, account, password):
-        return self._track(self.accounts.register(account, password))
+    def register(self, account, password, profile=None):
+        """``profile``: seed 002's user-table fields, stored with the account."""
+        return self._track(self.accounts.register(account, password, check_profile(profile or {})))
 
     @defer.inlineCallbacks
     def login(self, session, account, password, acknowledges=False, presence=FULL):

@@ -2,13 +2,15 @@
 the same field names: friends, groups, history, profiles, acknowledgements.
 
 Each dialect reads the listed fields its own way (JSON values, or header
-strings), calls ``run`` with them, and encodes the resulting dict.  Every
-operation needs a logged-in session.
+strings), calls ``run`` with them, and encodes the resulting dict.  A field
+may also go by the names a seed gives it (``aliases``: seed 002's ``grop_id``,
+``number``).  Every operation needs a logged-in session.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from neochat.chat.errors import NotLoggedIn
+from neochat.chat import inbox
+from neochat.chat.errors import BadRequest, NotLoggedIn
 
 STR, INT, IDS = "string", "integer", "list of message ids"
 
@@ -18,6 +20,15 @@ class Param:
     name: str
     kind: str = STR
     required: bool = True
+    aliases: tuple = ()
+
+    def pick(self, request):
+        """The field's value under its name or else an alias, None when absent;
+        two names with different values are a BadRequest."""
+        given = {name: request[name] for name in (self.name, *self.aliases) if request.get(name) is not None}
+        if len({str(value) for value in given.values()}) > 1:
+            raise BadRequest(f"{' and '.join(given)} differ: give one")
+        return next(iter(given.values()), None)
 
 
 @dataclass(frozen=True)
@@ -37,8 +48,10 @@ def _optional(*names, kind=STR):
 
 
 FRIEND = (Param("friend"),)
-GROUP = (Param("group_id"),)
-GROUP_MEMBER = (Param("group_id"), Param("member"))
+GROUP_ID = Param("group_id", aliases=("grop_id",))  # GetOldMessage(grop_id, ...) in seed 002
+GROUP = (GROUP_ID,)
+GROUP_MEMBER = GROUP + (Param("member"),)
+PAGE_SIZE = Param("count", INT, required=False, aliases=("number",))  # GetOldMessage(..., number)
 
 OPERATIONS = {
     operation.name: operation
@@ -74,9 +87,15 @@ OPERATIONS = {
         Operation(
             "get_old_message",
             lambda c, s, **page: c.history(s, **page),
-            _optional("with_user", "group_id") + _optional("before_id", "count", kind=INT),
+            _optional("with_user") + (replace(GROUP_ID, required=False),) + _optional("before_id", kind=INT)
+            + (PAGE_SIZE,),
         ),
-        Operation("get_user_info", lambda c, s, account: c.profiles.get(account), (Param("account"),)),
+        Operation("get_message", lambda c, s, **page: inbox.take_pending(c, s, **page), (PAGE_SIZE,)),
+        Operation(
+            "get_user_info",
+            lambda c, s, account: c.profiles.get(account),
+            (Param("account", aliases=("user_account",)),),  # GetUserInfo(user_account)
+        ),
         Operation("get_current_user", lambda c, s: c.profiles.get(s.account)),
         Operation(
             "set_user_info",

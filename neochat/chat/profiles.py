@@ -1,4 +1,5 @@
-"""The seed's GetUserInfo / GetCurrentUser, and editing one's own profile."""
+"""The seed's GetUserInfo / GetCurrentUser, editing one's own profile, and
+the profile fields a registration may carry (seed 002's user table)."""
 
 import re
 
@@ -10,11 +11,19 @@ from neochat.chat.errors import BadRequest, NotFound
 SEXES = ("male", "female", "neutral")
 BIRTHDAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 LIMITS = {"user_name": 100, "user_phone": 100, "address": 200}
+FIELDS = ("user_name", "user_phone", "sex", "birthday", "address")
 
 
-def check_changes(changes):
-    """Only the seed's profile fields, each within its column."""
-    for name, value in changes.items():
+def profile_fields(request):
+    """The profile fields present in a request (registration carries them too)."""
+    return {name: request[name] for name in FIELDS if request.get(name) is not None}
+
+
+def check_profile(fields):
+    """Only the seed's profile fields, each a string within its column."""
+    for name, value in fields.items():
+        if name in FIELDS and not isinstance(value, str):
+            raise BadRequest(f"wrong type for field: {name}")
         if name in LIMITS:
             if len(value) > LIMITS[name]:
                 raise BadRequest(f"{name} too long")
@@ -26,9 +35,13 @@ def check_changes(changes):
                 raise BadRequest("birthday must be YYYY-MM-DD")
         else:
             raise BadRequest(f"not a profile field: {name}")
+    return fields
+
+
+def check_changes(changes):
     if not changes:
         raise BadRequest("nothing to change")
-    return changes
+    return check_profile(changes)
 
 
 class Profiles:

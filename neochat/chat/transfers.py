@@ -14,7 +14,7 @@ from twisted.internet import defer
 
 from neochat.chat.accounts import check_account_name
 from neochat.chat.errors import BadRequest, ChatError, NotFound
-from neochat.chat.files import UploadRefused
+from neochat.chat.files import FileTooLarge, UploadRefused
 from neochat.chat.model import ChatMessage, Notice
 from neochat.store.database import MissingReference
 
@@ -53,10 +53,7 @@ class Transfers:
     @defer.inlineCallbacks
     def offer(self, session, upload, rece_user):
         """The bytes are in: store the file, grant the receiver, queue the offer."""
-        try:
-            info = yield upload.finish()
-        except UploadRefused as refused:
-            raise ChatError(str(refused), stat=413)
+        info = yield self.finish_upload(upload)
         yield self.library.grant_for_message(session.account, [info.name], recipients=[rece_user])
         details = {"file_id": info.name, "file_name": upload.original_name, "file_length": info.size}
         message = ChatMessage(
@@ -72,15 +69,25 @@ class Transfers:
         return message
 
     @defer.inlineCallbacks
-    def save_file(self, session, file_name, data):
-        """Seed 002's upload exchange: the whole file at once.  Deferred[FileInfo]."""
+    def begin_upload(self, session, file_name, length=None):
+        """Seed 002's upload exchange: Deferred[Upload] for a file of ``length``
+        bytes (None: known only when its bytes end); finish it with ``finish_upload``."""
+        limit = self.library.limits.max_file_size
         try:
-            upload = yield self.library.begin_upload(session.account, file_name)
-            upload.write(data)
-            info = yield upload.finish()
+            if length is not None and limit and length > limit:
+                raise FileTooLarge(limit)
+            return (yield self.library.begin_upload(session.account, file_name))
         except UploadRefused as refused:
             raise ChatError(str(refused), stat=413)
-        return info
+
+    @staticmethod
+    @defer.inlineCallbacks
+    def finish_upload(upload):
+        """Deferred[FileInfo]; over the quota is a 413."""
+        try:
+            return (yield upload.finish())
+        except UploadRefused as refused:
+            raise ChatError(str(refused), stat=413)
 
     @defer.inlineCallbacks
     def find_offer(self, session, file_name=None, file_id=None, send_user=None):

@@ -3,7 +3,9 @@
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
@@ -12,8 +14,13 @@ from neochat.wire.json_stream import BOM
 WHITESPACE = b" \t\r\n"
 
 
+@implementer(IHalfCloseableProtocol)
 class ChatProtocol(Protocol):
-    """Picks the dialect from the first non-blank byte: ``{`` means JSON."""
+    """Picks the dialect from the first non-blank byte: ``{`` means JSON.
+
+    A client that half-closes (``nc -q1``) still gets every reply: what it
+    sent in full runs, and the connection closes after the last answer.
+    """
 
     def __init__(self, factory):
         self.factory = factory
@@ -36,6 +43,16 @@ class ChatProtocol(Protocol):
                 self.transport, self.factory.chat, self.transport.getPeer().host
             )
         self.dialect.data_received(data)
+
+    def readConnectionLost(self):
+        if self.dialect is None:
+            self.transport.loseConnection()
+        else:
+            self.dialect.input_ended()
+
+    def writeConnectionLost(self):
+        """Only we could shut our side, and we never half-close."""
+        self.transport.loseConnection()
 
     def connectionLost(self, reason):
         self.factory.connections.discard(self)

@@ -51,6 +51,7 @@ class Dialect:
         self._next = None  # the next request, decoded, waiting its turn
         self._paused = False  # reading
         self._behind = False  # writing
+        self._input_ended = False
         if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
             transport.bufferSize = WRITE_BUFFER
         transport.registerProducer(self, True)
@@ -129,6 +130,17 @@ class Dialect:
         self.feed(data)
         self._pump()
 
+    def input_ended(self):
+        """The client half-closed its side: every request that arrived in full
+        still runs and is answered, then the connection closes."""
+        if not self._input_ended:
+            self._input_ended = True
+            self.end_of_input()
+            self._pump()
+
+    def end_of_input(self):
+        """Subclass hook: the items the stream's end completes."""
+
     def connection_lost(self):
         self._behind = False  # nobody reads the replies now, but requests still run
         self.chat.disconnected(self.session)
@@ -140,20 +152,23 @@ class Dialect:
             if self._next is None:
                 item = self.next_item()
                 if item is None:
+                    if self._input_ended and not self._in_flight:
+                        # All answered: the account goes offline now, not at the close.
+                        self.chat.disconnected(self.session)
+                        self.close()
                     break
                 self._next = self._classify(item)
-            if self._in_flight and not self._may_overlap(self._next[0]):
+            if self._in_flight and not self._may_overlap(self._next[3]):
                 break
-            handler, request, error = self._next
+            handler, request, error, pipelined = self._next
             self._next = None
-            self._start(handler, request, error)
+            self._start(handler, request, error, pipelined)
         self._flow_control()
 
-    def _may_overlap(self, handler):
+    def _may_overlap(self, pipelined):
         """Message sends overlap with the sends before them: up to
         MAX_PIPELINE of a connection go to one group commit."""
-        return (self._in_flight[-1].pipelined and getattr(handler, "pipelined", False)
-                and len(self._in_flight) < MAX_PIPELINE)
+        return self._in_flight[-1].pipelined and pipelined and len(self._in_flight) < MAX_PIPELINE
 
     def _flow_control(self):
         full = self.buffered() > PAUSE_ABOVE or self._behind
@@ -165,18 +180,20 @@ class Dialect:
             self.transport.resumeProducing()
 
     def _classify(self, item):
-        """(handler, request, None), or (None, request, the error to answer)."""
+        """(handler, request, None, pipelined), or (None, request, the error
+        to answer, False)."""
         request = None
         try:
             handler, request = self.handle_item(item)
+            when = getattr(handler, "pipelined", None)
+            return handler, request, None, bool(when and when(request))
         except Rejected as rejected:
-            return None, rejected.request, rejected.error
+            return None, rejected.request, rejected.error, False
         except ChatError as error:
-            return None, request, error
-        return handler, request, None
+            return None, request, error, False
 
-    def _start(self, handler, request, error):
-        slot = _Slot(request, getattr(handler, "pipelined", False))
+    def _start(self, handler, request, error, pipelined):
+        slot = _Slot(request, pipelined)
         self._in_flight.append(slot)
         if error is None:
             try:
@@ -206,10 +223,15 @@ class Dialect:
             slot = self._in_flight.popleft()
             if isinstance(slot.outcome, Failure):
                 self._write_failure(slot.request, slot.outcome)
+                # Its traceback holds the request (a clip's body) in a
+                # reference cycle until the next collection: let go now.
+                slot.outcome.cleanFailure()
+                slot.outcome.value.__traceback__ = slot.outcome.value.__context__ = None
             elif isinstance(slot.outcome, ChatError):
                 self._write_error(slot.request, slot.outcome)
             else:
                 self._write_reply(slot.request, slot.outcome)
+            slot.request = slot.outcome = None
 
     def _write_reply(self, request, reply):
         if reply is not None and not self.session.closed:
@@ -248,10 +270,14 @@ class _Slot:
         self.finished, self.outcome = True, error
 
 
-def pipelined(handler):
-    """Marks a message-send handler whose requests may overlap (see _pump)."""
-    handler.pipelined = True
-    return handler
+def pipelined(when):
+    """Marks a message-send handler whose requests may overlap (see _pump):
+    those for which ``when(request)`` is true, that is, those that reach the
+    domain's send at once (the domain keeps such sends in order)."""
+    def mark(handler):
+        handler.pipelined = when
+        return handler
+    return mark
 
 
 def field(request, name, kind=str, default=None, required=True):

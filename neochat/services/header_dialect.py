@@ -5,54 +5,112 @@ Replies carry ``stat`` (HTTP-like codes, 200 for success) and, on failure,
 space-separated value: accounts hold no white space), so a client written
 from the seed can read them.  Replies to the extension operations put lists
 in a JSON body (``content-type: application/json``).  docs/protocol.md has
-every message.
+every message; its "Readings of the seeds" section the ways of writing
+them that NeoChat accepts.
 """
 
 import json
 from collections import deque
 from functools import partial
+from urllib.parse import unquote
 
 from twisted.internet import defer
 
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.fanout import SEPARATORS, recipients, send_to_each
+from neochat.chat.files import references
 from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
+from neochat.chat.operations import GROUP_ID, IDS, INT, OPERATIONS
 from neochat.chat.presence import FULL
-from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, pipelined
-from neochat.wire.headers import HeaderDecoder, HeaderError, HeaderMessage, encode_message
+from neochat.services.header_upload import UploadExchange, is_upload
+from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_message
 
-SEED_ALIASES = {"registered": "register"}
+SEED_ALIASES = {"registered": "register", "send_message": "text"}  # the seed's names, and its SendMessage
+# Fields naming accounts: seed 002 writes accounts URL-encoded in names (%2B86101), so these are decoded.
+ACCOUNT_FIELDS = ("user_account", "friends", "account", "with_user", "friend", "member")
+REPEATABLE = frozenset({"friends"})  # friends: a, then friends: b, names both
+KEY_REQUEST_FIELDS = {"user_account", "friends", "call_type", "type", "body"}  # seed 002's key request
 JSON_BODY = {"content-type": "application/json"}
 QUEUED_ITEM_COST = 256  # bytes counted per decoded message waiting to run
+BODY_IDLE_TIMEOUT = 10.0  # seconds without a byte of a body before it is cut off
 
 
 class HeaderDialect(Dialect):
+    body_idle_timeout = BODY_IDLE_TIMEOUT
+
     def __init__(self, transport, chat, peer_host):
         super().__init__(transport, chat, peer_host)
-        self.decoder = HeaderDecoder()
+        self.decoder = HeaderDecoder(streamed=is_upload, repeatable=REPEATABLE)
+        self.uploads = UploadExchange(self)
         self._items = deque()
+        self._idle_call = None
 
     # -- framing -----------------------------------------------------------
 
     def feed(self, data):
         self._items.extend(self.decoder.feed(data))
+        self._watch_body()
+
+    def end_of_input(self):
+        """A half-close ends a body without a length, and a last message without its blank line."""
+        self._stop_watching()
+        self._items.extend(self.decoder.feed_eof())
+
+    def connection_lost(self):
+        self._stop_watching()
+        if not self._input_ended:
+            self._items.extend(self.decoder.cut())  # a body cut short: its upload goes
+        super().connection_lost()
 
     def next_item(self):
         return self._items.popleft() if self._items else None
 
     def buffered(self):
-        """Decoded messages waiting to run.  The decoder's own partial message
+        """Decoded items waiting to run.  The decoder's own partial message
         is bounded by its limits and must be allowed to complete."""
-        return sum(QUEUED_ITEM_COST + len(item.body) for item in self._items if isinstance(item, HeaderMessage))
+        return sum(QUEUED_ITEM_COST + len(_payload(item)) for item in self._items if not isinstance(item, HeaderError))
+
+    def _watch_body(self):
+        """While the client owes body bytes, a silence of body_idle_timeout cuts the body off."""
+        if not self.decoder.in_body:
+            self._stop_watching()
+        elif self._idle_call is None:
+            self._idle_call = self.chat.reactor.callLater(self.body_idle_timeout, self._body_idle)
+        else:
+            self._idle_call.reset(self.body_idle_timeout)
+
+    def _stop_watching(self):
+        if self._idle_call is not None:
+            self._idle_call.cancel()
+            self._idle_call = None
+
+    def _body_idle(self):
+        self._idle_call = None
+        if self._paused or self._busy or self._items:
+            self._watch_body()  # we are the slow side: not the client's silence
+            return
+        self._items.extend(self.decoder.cut())
+        self._pump()
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):
             raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat))
-        request = dict(item.headers, body=item.body)
-        if "message_type" not in request and "task_id" in request:
-            return self.cmd_upload, request
-        message_type = request.get("message_type", "")
+        if isinstance(item, (BodyChunk, BodyEnd)):
+            return self.uploads.handler_for(item)
+        if isinstance(item, BodyStart):  # its body follows whatever the headers say
+            try:
+                return self.uploads.handler_for(item, _read_request(item))
+            except Rejected as rejected:
+                return self.uploads.handler_for(item, rejected.request, rejected.error)
+        request = _read_request(item)
+        if "message_type" not in request and "friends" in request and request.keys() <= KEY_REQUEST_FIELDS:
+            return self.cmd_call_key, request  # seed 002's call key request, sent here
+        if not request.get("message_type"):
+            raise Rejected(request, BadRequest("missing field: message_type"))
+        message_type = request["message_type"].lower()
         name = SEED_ALIASES.get(message_type, message_type)
         if name in OPERATIONS:
             return partial(self._run_operation, OPERATIONS[name]), request
@@ -62,10 +120,13 @@ class HeaderDialect(Dialect):
         return handler, request
 
     def _run_operation(self, operation, request):
-        self._check_own_account(request, required=False)
+        named = next((param for param in operation.params if "user_account" in param.aliases), None)
+        if named is None or request.get(named.name) is not None:
+            self.check_own_account(request, required=False)  # user_account is the sender
+            request = {name: value for name, value in request.items() if name != "user_account"}
         fields = {}
         for param in operation.params:
-            value = request.get(param.name)
+            value = param.pick(request)
             if value is None:
                 if param.required:
                     raise BadRequest(f"missing field: {param.name}")
@@ -104,7 +165,10 @@ class HeaderDialect(Dialect):
     # -- the seed's messages -------------------------------------------------
 
     def cmd_register(self, request):
-        d = self.chat.register(_required(request, "user_account"), _required(request, "user_password"))
+        """The seed's user-table fields (``user_name``...) may come along and are stored."""
+        d = self.chat.register(
+            _required(request, "user_account"), _required(request, "user_password"), profile_fields(request)
+        )
         return d.addCallback(lambda _: {})
 
     @defer.inlineCallbacks
@@ -120,57 +184,71 @@ class HeaderDialect(Dialect):
         yield self.chat.welcome(self.session)
 
     def cmd_leave_message(self, request):
-        self._check_own_account(request, required=False)
+        self.check_own_account(request, required=False)
         self.chat.logout(self.session)
         return {}
 
-    @pipelined
+    @pipelined(when=lambda request: _one_name(request.get("friends")))
     @defer.inlineCallbacks
     def cmd_text(self, request):
-        """Text to a friend (``friends``), a group (``group_id``) or the
-        lobby (``group_id: all``).  Multi-line text comes as the body."""
-        self._check_own_account(request)
-        text = request.get("text")
+        """Text to a friend (``friends``; several, space or comma separated, get
+        a copy each), a group (``group_id``) or the lobby (``group_id: all``).
+        Multi-line text comes as the body."""
+        self.check_own_account(request)
+        text = _text(request)
         if text is None:
-            try:
-                text = request["body"].decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest("text body is not UTF-8")
+            raise BadRequest("missing field: text (or a content-length body)")
         client_id = request.get("client_id")
+        group_id = GROUP_ID.pick(request)
+        if request.get("friends") is not None and group_id is not None:
+            raise BadRequest("give friends or group_id, not both")
         if request.get("friends") is not None:
-            message = yield self.chat.send_private(self.session, request["friends"], text, client_id)
-        elif request.get("group_id") is not None:
-            message = yield self.chat.send_room(self.session, request["group_id"], text, client_id)
+            names = recipients(request["friends"])
+            if len(names) > 1:
+                messages = yield send_to_each(self.chat, self.session, names, text, client_id)
+                return {"sent": [{"friends": m.rece_user, "id": m.id, "time": m.create_time} for m in messages]}
+            message = yield self.chat.send_private(self.session, names[0], text, client_id)
+        elif group_id is not None:
+            message = yield self.chat.send_room(self.session, group_id, text, client_id)
         else:
-            raise BadRequest("missing field: friends")
+            raise BadRequest("missing field: friends (or group_id)")
         return {"id": message.id, "time": message.create_time, "client_id": message.client_id}
 
     @defer.inlineCallbacks
-    def cmd_upload(self, request):
-        """Seed 002's file upload (``task_id``, ``user_account``, ``time``, then
-        the bytes as the body); the reply names the stored file.  An optional
-        ``file_name`` header gives its original name."""
-        self._check_own_account(request)
-        info = yield self.chat.transfers.save_file(self.session, request.get("file_name", "file"), request["body"])
-        return {"file": info.name}
-
     def cmd_voice(self, request):
-        """A voice clip (the body) for a friend who is online now."""
-        self._check_own_account(request)
-        return self._forward(request, "voice", body=request["body"])
+        """A voice clip (the body) for a friend who is online now.  A voice
+        shaped like a text message (``text:``, say with a ``<file>`` reference
+        to audio uploaded before) goes to the friend with its text."""
+        self.check_own_account(request)
+        friend = _one_friend(request)
+        text = request.get("text")
+        if text is None and not request["body"]:
+            raise BadRequest("voice needs its audio as a content-length body, or a text")
+        if self.chat.router.session_of(friend) is None:
+            raise NotFound("friend offline", stat=480)
+        fields = {"user_account": self.session.account}
+        if text is not None:
+            fields["text"] = text
+            yield self.chat.files.grant_for_message(self.session.account, references(text), recipients=[friend])
+        if request["body"]:
+            fields["body"] = request["body"]
+        if not self.chat.router.deliver(friend, Notice("voice", fields)):
+            raise NotFound("friend offline", stat=480)
+        return {}
 
     def cmd_call_key(self, request):
         """A connection key for a call to ``friends`` (``call_type``: call or
-        videocall), as the cell port gives one, for a logged-in caller."""
-        self._check_own_account(request)
+        videocall), as the cell port gives one, for a logged-in caller.  Also
+        seed 002's key request as it is (``user_account`` and ``friends`` only)."""
+        self.check_own_account(request)
         kind = request.get("call_type", "call")
-        return {"connection_key": self.chat.calls.new_key(self.session, _required(request, "friends"), kind)}
+        return {"connection_key": self.chat.calls.new_key(self.session, _one_friend(request), kind)}
 
     def cmd_call(self, request):
         """Ring ``friends`` with our key; they get ``user_account`` and ``cell_key``."""
-        self._check_own_account(request)
+        self.check_own_account(request)
         self.chat.calls.ring(
-            self.session, _required(request, "friends"), _required(request, "cell_key"), request["message_type"]
+            self.session, _one_friend(request), _required(request, "cell_key"), request["message_type"].lower()
         )
         return {}
 
@@ -180,25 +258,14 @@ class HeaderDialect(Dialect):
         """``cell_type`` 200: the callee accepts; 404: the callee rejects, or
         either party hangs up.  The other party gets ``message_type: cell``
         with ``user_account`` itself and ``friends`` us, as the seed shows."""
-        self._check_own_account(request)
+        self.check_own_account(request)
         answer = _required(request, "cell_type")
         if answer not in ("200", "404"):
             raise BadRequest("cell_type must be 200 or 404")
-        self.chat.calls.answer_call(
-            self.session, _required(request, "friends"), answer == "200", request.get("cell_key")
-        )
+        self.chat.calls.answer_call(self.session, _one_friend(request), answer == "200", request.get("cell_key"))
         return {}
 
-    def _forward(self, request, message_type, body=None, **fields):
-        friend = _required(request, "friends")
-        notice = Notice(message_type, {"user_account": self.session.account, **fields})
-        if body:
-            notice = Notice(message_type, {**notice.fields, "body": body})
-        if not self.chat.router.deliver(friend, notice):
-            raise NotFound("friend offline", stat=480)
-        return {}
-
-    def _check_own_account(self, request, required=True):
+    def check_own_account(self, request, required=True):
         """Seed messages name the sender in ``user_account``: it must be us."""
         if not self.session.logged_in:
             raise NotLoggedIn()
@@ -209,20 +276,65 @@ class HeaderDialect(Dialect):
             raise Forbidden("user_account is not the logged-in account")
 
 
+def _read_request(item):
+    """A decoded message as a request: its headers, ``body``, and account fields URL-decoded."""
+    request = dict(item.headers, body=getattr(item, "body", b""))
+    for name in ACCOUNT_FIELDS:
+        if "%" in request.get(name, ""):
+            try:
+                request[name] = unquote(request[name], errors="strict")
+            except UnicodeDecodeError:
+                raise Rejected(request, BadRequest(f"{name} is not valid URL-encoded UTF-8"))
+    return request
+
+
+def _payload(item):
+    return item.data if isinstance(item, BodyChunk) else getattr(item, "body", b"")
+
+
 def _reply_to(request):
-    """What names the request in its reply: seed 002's upload has only a
-    ``task_id``; anything else its ``message_type``."""
+    """What names the request in its reply: its ``message_type``; without
+    one, seed 002's upload its ``task_id`` and seed 002's key request nothing."""
     request = request or {}
-    if "message_type" not in request and "task_id" in request:
+    if "message_type" in request:
+        return {"message_type": request["message_type"] or "error"}
+    if "task_id" in request:
         return {"task_id": request["task_id"]}
-    return {"message_type": request.get("message_type") or "error"}
+    if "friends" in request:
+        return {}
+    return {"message_type": "error"}
+
+
+def _one_name(friends):
+    """A text to one friend (or a group) is sent at once, in order with the
+    connection's other sends; one to several friends checks them all first."""
+    return friends is None or (isinstance(friends, str) and not SEPARATORS.search(friends.strip()))
 
 
 def _required(request, name):
     value = request.get(name)
-    if value is None:
+    if not value:
         raise BadRequest(f"missing field: {name}")
     return value
+
+
+def _one_friend(request):
+    names = recipients(_required(request, "friends"))
+    if len(names) > 1:
+        raise BadRequest(f"friends must name one account for {request.get('message_type') or 'a call key'}")
+    return names[0]
+
+
+def _text(request):
+    """The ``text`` header, else the body as UTF-8; None when neither came."""
+    if request.get("text") is not None:
+        return request["text"]
+    if not request["body"]:
+        return None
+    try:
+        return request["body"].decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("text body is not UTF-8")
 
 
 def _convert(param, value):
@@ -273,6 +385,8 @@ def _encode_with_lists(headers, fields):
     for name, value in fields.items():
         if isinstance(value, (list, dict)):
             structured[name] = value
+        elif isinstance(value, bool):
+            headers[name] = "true" if value else "false"
         elif value is not None:
             headers[name] = str(value)
     if structured:

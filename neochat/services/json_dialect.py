@@ -17,6 +17,7 @@ from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
 from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
+from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, field, pipelined
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
@@ -81,7 +82,8 @@ class JsonDialect(Dialect):
     def _run_operation(self, operation, request):
         fields = {}
         for param in operation.params:
-            value = field(request, param.name, JSON_KINDS.get(param.kind, str), required=param.required)
+            given = {param.name: param.pick(request)}  # under its name or a seed's alias (number, grop_id)
+            value = field(given, param.name, JSON_KINDS.get(param.kind, str), required=param.required)
             if param.kind == IDS and not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
                 raise BadRequest(f"wrong type for field: {param.name}")
             if value is not None:
@@ -107,7 +109,7 @@ class JsonDialect(Dialect):
 
     @defer.inlineCallbacks
     def cmd_register(self, request):
-        yield self.chat.register(field(request, "username"), field(request, "password"))
+        yield self.chat.register(field(request, "username"), field(request, "password"), profile_fields(request))
         return {"message_type": "register", "content": "success"}
 
     @defer.inlineCallbacks
@@ -133,7 +135,7 @@ class JsonDialect(Dialect):
         online = self.chat.online_accounts(self.session)
         return {"message_type": "update_online_user", "online_user": list(online)}
 
-    @pipelined
+    @pipelined(when=lambda request: str(request.get("chat_type")).lower() == PRIVATE)
     @defer.inlineCallbacks
     def cmd_word(self, request):
         """``chat_type`` private or normal (any case; group, public, lobby and

@@ -7,15 +7,19 @@ class UserStore:
     def __init__(self, db):
         self.db = db
 
-    def create(self, account, password_hash, now_ms):
-        """Deferred[bool]: False when the account is taken."""
-        return self.db.run(self._create, account, password_hash, now_ms)
+    def create(self, account, password_hash, now_ms, profile=None):
+        """Deferred[bool]: False when the account is taken.  ``profile`` sets
+        PROFILE_FIELDS from the start."""
+        return self.db.run(self._create, account, password_hash, now_ms, profile or {})
 
-    def _create(self, txn, account, password_hash, now_ms):
+    def _create(self, txn, account, password_hash, now_ms, profile):
+        names = [name for name in PROFILE_FIELDS if name in profile]
+        columns = ", ".join(["user_account", "password_hash", "registration_time"] + names)
+        marks = ", ".join("?" * (3 + len(names)))
         try:
             txn.execute(
-                "INSERT INTO users (user_account, password_hash, registration_time) VALUES (?, ?, ?)",
-                (account, password_hash, now_ms),
+                f"INSERT INTO users ({columns}) VALUES ({marks})",
+                [account, password_hash, now_ms] + [profile[name] for name in names],
             )
             return True
         except Exception as error:
