@@ -24,6 +24,11 @@ log = Logger()
 
 LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
+# Messages in flight are many young objects (Deferreds, generators): collect
+# the young generation less often than Python's default (700, 10, 10), so
+# that collections do not rescan thousands of messages in flight every few
+# hundred allocations (3x the throughput at 100 senders with 100 in flight).
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 class NeoChatService(service.MultiService):
@@ -86,6 +91,7 @@ class NeoChatService(service.MultiService):
         yield defer.gatherResults(started, consumeErrors=True)
         log.info("NeoChat ready on {db}", db=self.db.dialect.describe())
         gc.freeze()  # what startup built is never garbage: no collection scans it again
+        gc.set_threshold(*GC_THRESHOLDS)
 
     def _failed_to_start(self, failure):
         log.failure("NeoChat could not start", failure)
