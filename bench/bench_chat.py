@@ -1,23 +1,38 @@
-"""Message server benchmark: private-message throughput, latency, memory.
+"""Message server benchmark: NeoChat against a bare Twisted line router, in
+the same run, on the same workloads (seed-000 JSON lines over loopback).
 
-Starts `twistd -n neochat` as a separate process on loopback, logs in N
-sender/receiver pairs over the JSON dialect, and has each sender send its
-next message as soon as its receiver got the previous one (closed loop), for
-a fixed time.  Then it logs in M idle connections and reports how much the
-server's resident memory grew per connection.
+Each server runs as a separate process pinned to one core, the load
+generator (this process) to the other.  Workloads:
 
-    python bench/bench_chat.py [--pairs 50] [--seconds 10] [--idle 1000] [--db URL]
+- ``pairs``: N sender/receiver pairs flat out, each sender keeping a window
+  of 100 private messages in flight (it sends one more each time its
+  receiver got one): delivered msgs/s, latency p50/p99, server CPU µs per
+  message;
+- ``steady``: a fixed total rate over N pairs: latency p50/p99/max and the
+  rate achieved;
+- ``idle``: M clients register and log in, 50 at a time, then stay idle:
+  logins/s per thousand, server memory per connection.
+
+Every NeoChat message is committed (with its pending row) before delivery;
+the reference stores nothing.  The last column is NeoChat / reference.
+
+    python bench/bench_chat.py [--pairs 10 100] [--seconds 5] [--rate 2000] [--idle 1000] [--db URL]
 """
 
 import argparse
 import json
+import resource
 import time
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from server import neochat  # bench/server.py
+from server import neochat, reference  # bench/server.py
+
+WINDOW = 100
+LOGINS_IN_FLIGHT = 50
+SERVER_CPU, BENCH_CPU = 0, 1
 
 
 class Client(Protocol):
@@ -31,11 +46,12 @@ class Client(Protocol):
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
             message = json.loads(line)
-            kind = message["message_type"]
-            if kind == "word" and self.on_word:
+            if message["message_type"] == "word" and self.on_word is not None:
                 self.on_word(message)
-            elif kind in self.waiting:
-                self.waiting.pop(kind).callback(message)
+                continue
+            waiter = self.waiting.pop(message["message_type"], None)
+            if waiter is not None:
+                waiter.callback(message)
 
     def request(self, obj):
         self.waiting[obj["message_type"]] = d = defer.Deferred()
@@ -43,84 +59,220 @@ class Client(Protocol):
         return d
 
 
-async def connect(reactor, port, name):
+async def connect(reactor, port, name, presence="delta"):
     client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
     await client.request({"message_type": "register", "username": name, "password": "pw"})
-    reply = await client.request({"message_type": "login", "username": name, "password": "pw"})
+    reply = await client.request({"message_type": "login", "username": name, "password": "pw",
+                                  "presence": presence})
     assert reply["content"] == "success", reply
     return client
 
 
-async def measure(reactor, args, port, server):
-    pairs = []
-    for n in range(args.pairs):
-        sender = await connect(reactor, port, f"s{n}")
-        receiver = await connect(reactor, port, f"r{n}")
-        pairs.append((n, sender, receiver))
-    latencies = []
-    deadline = time.perf_counter() + args.seconds
-    finished = []
+def word(pair):
+    tag, _, n = pair.rpartition("-")
+    return json.dumps({"message_type": "word", "chat_type": "private", "send_user": f"{tag}-s{n}",
+                       "rece_user": f"{tag}-r{n}", "content": repr(time.perf_counter())}).encode() + b"\n"
 
-    def run_pair(n, sender, receiver):
-        done = defer.Deferred()
-        finished.append(done)
 
-        def send():
-            if time.perf_counter() >= deadline:
-                done.callback(None)
-                return
-            sender.transport.write(json.dumps({
-                "message_type": "word", "chat_type": "private", "send_user": f"s{n}",
-                "rece_user": f"r{n}", "content": repr(time.perf_counter())}).encode() + b"\n")
+async def log_in_pairs(reactor, port, pairs, tag):
+    """Accounts ``<tag>s<n>`` sending to ``<tag>r<n>``."""
+    senders = [await connect(reactor, port, f"{tag}s{n}") for n in range(pairs)]
+    return [(f"{tag}{n}", senders[n], await connect(reactor, port, f"{tag}r{n}")) for n in range(pairs)]
 
-        def received(message):
-            latencies.append(time.perf_counter() - float(message["content"]))
-            send()
 
+class Meter:
+    """Latencies of delivered messages and the server's CPU over a run."""
+
+    def __init__(self, server):
+        self.server = server
+        self.latencies = []
+
+    def start(self):
+        self.started = time.perf_counter()
+        self.cpu = self._cpu()
+
+    def stop(self):
+        self.elapsed = time.perf_counter() - self.started
+        self.cpu = self._cpu() - self.cpu
+
+    def _cpu(self):
+        times = self.server.cpu_times()
+        return times.user + times.system
+
+    def received(self, message):
+        self.latencies.append(time.perf_counter() - float(message["content"]))
+
+    def result(self):
+        latencies = sorted(self.latencies) or [float("nan")]
+        delivered = len(self.latencies)
+        return {
+            "msgs/s": delivered / self.elapsed,
+            "p50 ms": latencies[len(latencies) // 2] * 1000,
+            "p99 ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "max ms": latencies[-1] * 1000,
+            "CPU µs/msg": self.cpu / max(delivered, 1) * 1e6,
+        }
+
+
+async def flat_out(reactor, port, server, pairs, seconds):
+    """Each sender keeps WINDOW messages in flight."""
+    clients = await log_in_pairs(reactor, port, pairs, f"flat{pairs}-")
+    meter = Meter(server)
+    deadline = time.perf_counter() + seconds
+    for n, sender, receiver in clients:
+        def received(message, n=n, sender=sender):
+            meter.received(message)
+            if time.perf_counter() < deadline:
+                sender.transport.write(word(n))
         receiver.on_word = received
-        send()
+    meter.start()
+    for n, sender, _ in clients:
+        sender.transport.writeSequence([word(n) for _ in range(WINDOW)])
+    await task.deferLater(reactor, seconds, lambda: None)
+    meter.stop()
+    result = meter.result()
+    await drained(reactor, meter)
+    close(c for _, s, r in clients for c in (s, r))
+    return result
 
-    started = time.perf_counter()
-    cpu_before = server.cpu_times()
-    for pair in pairs:
-        run_pair(*pair)
-    await defer.DeferredList(finished)
-    elapsed = time.perf_counter() - started
-    cpu = server.cpu_times()
-    cpu_used = (cpu.user + cpu.system) - (cpu_before.user + cpu_before.system)
-    latencies.sort()
 
+async def drained(reactor, meter):
+    """Wait until the last windows are delivered (at most 60 s)."""
+    for _ in range(600):
+        before = len(meter.latencies)
+        await task.deferLater(reactor, 0.1, lambda: None)
+        if len(meter.latencies) == before:
+            return
+
+
+async def steady(reactor, port, server, pairs, rate, seconds):
+    """``rate`` messages per second in all, round robin over the pairs."""
+    clients = await log_in_pairs(reactor, port, pairs, f"steady{rate}-")
+    meter = Meter(server)
+    for _, _, receiver in clients:
+        receiver.on_word = meter.received
+    tick = 0.005
+    per_tick = rate * tick
+    sent = [0.0, 0]
+
+    def send():
+        sent[0] += per_tick
+        while sent[1] < int(sent[0]):
+            n, sender, _ = clients[sent[1] % len(clients)]
+            sender.transport.write(word(n))
+            sent[1] += 1
+
+    loop = task.LoopingCall(send)
+    loop.clock = reactor
+    meter.start()
+    loop.start(tick)
+    await task.deferLater(reactor, seconds, lambda: None)
+    loop.stop()
+    meter.stop()
+    await drained(reactor, meter)
+    close(c for _, s, r in clients for c in (s, r))
+    return meter.result()
+
+
+async def idle_logins(reactor, port, server, count):
+    """Logins/s for each thousand, and memory per logged-in connection."""
     rss_before = server.memory_info().rss
-    idle = []
-    for n in range(args.idle):
-        idle.append(await connect(reactor, port, f"idle{n}"))
+    clients, rates = [], []
+    block_start = time.perf_counter()
+    for start in range(0, count, LOGINS_IN_FLIGHT):
+        batch = range(start, min(count, start + LOGINS_IN_FLIGHT))
+        clients += await defer.gatherResults(
+            [defer.ensureDeferred(connect(reactor, port, f"idle{n}")) for n in batch])
+        if len(clients) % 1000 == 0 or len(clients) == count:
+            now = time.perf_counter()
+            rates.append((len(clients), (len(clients) - 1000 * len(rates) if len(clients) % 1000 else 1000)
+                          / (now - block_start)))
+            block_start = now
     await task.deferLater(reactor, 1, lambda: None)
-    rss_after = server.memory_info().rss
+    per_conn = (server.memory_info().rss - rss_before) / max(count, 1) / 1024
+    close(clients)
+    result = {"KB/conn": per_conn}
+    for upto, rate in rates:
+        result[f"logins/s to {upto}"] = rate
+    return result
 
-    print(f"database                 {args.db or 'sqlite (embedded default)'}")
-    print(f"pairs                    {args.pairs}")
-    print(f"delivered messages       {len(latencies)} in {elapsed:.1f} s")
-    print(f"throughput               {len(latencies) / elapsed:.0f} private messages/s")
-    print(f"latency p50              {latencies[len(latencies) // 2] * 1000:.2f} ms")
-    print(f"latency p99              {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms")
-    print(f"server CPU               {cpu_used / elapsed * 100:.0f}% of one core")
-    print(f"idle logged-in clients   {args.idle}")
-    print(f"server memory per idle   {(rss_after - rss_before) / max(args.idle, 1) / 1024:.1f} KiB")
-    print(f"server RSS               {rss_after / 2**20:.1f} MiB")
-    for client in idle + [c for _, s, r in pairs for c in (s, r)]:
+
+def close(clients):
+    for client in clients:
         client.transport.loseConnection()
+
+
+async def run_all(reactor, args, port, server):
+    results = {}
+    for pairs in args.pairs:
+        results[f"{pairs} pairs flat out"] = await flat_out(reactor, port, server, pairs, args.seconds)
+    if args.rate:
+        results[f"steady {args.rate} msgs/s, {args.steady_pairs} pairs"] = await steady(
+            reactor, port, server, args.steady_pairs, args.rate, args.seconds)
+    if args.idle:
+        results[f"{args.idle} idle logins"] = await idle_logins(reactor, port, server, args.idle)
+    return results
+
+
+def table(neo, ref, db):
+    lines = [f"| workload | metric | NeoChat ({db}) | reference | ratio |", "|---|---|---|---|---|"]
+    for workload, metrics in neo.items():
+        for metric, value in metrics.items():
+            other = ref.get(workload, {}).get(metric)
+            ratio = f"{value / other:.2f}" if other else "—"
+            other_text = f"{other:.1f}" if other is not None else "—"
+            lines.append(f"| {workload} | {metric} | {value:.1f} | {other_text} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--idle", type=int, default=1000)
-    parser.add_argument("--db", default="", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--pairs", type=int, nargs="*", default=[10, 100])
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rate", type=int, default=2000, help="steady total rate (0: skip)")
+    parser.add_argument("--steady-pairs", type=int, default=100)
+    parser.add_argument("--idle", type=int, default=1000, help="idle logins (0: skip)")
+    parser.add_argument("--db", default="", help="NeoChat's database URL (default: a fresh SQLite file)")
+    parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args()
 
-    with neochat(*(["--db", args.db] if args.db else [])) as (port, server):
-        task.react(lambda reactor: defer.ensureDeferred(measure(reactor, args, port, server)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
+    try:
+        import psutil
+
+        psutil.Process().cpu_affinity([BENCH_CPU])
+    except (AttributeError, OSError, ValueError):
+        pass
+
+    # task.react stops the reactor for good: each server gets its own process.
+    import multiprocessing
+
+    def child(kind, queue):
+        context = neochat(*(["--db", args.db] if args.db else []), cpu=SERVER_CPU) if kind == "neochat" \
+            else reference(cpu=SERVER_CPU)
+        holder = {}
+
+        async def go(reactor):
+            with context as (port, server):
+                holder["results"] = await run_all(reactor, args, port, server)
+
+        try:
+            task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
+        except SystemExit:
+            pass
+        queue.put(holder.get("results", {}))
+
+    results = {}
+    for kind in ["neochat"] + ([] if args.no_reference else ["reference"]):
+        queue = multiprocessing.Queue()
+        process = multiprocessing.Process(target=child, args=(kind, queue))
+        process.start()
+        results[kind] = queue.get()
+        process.join()
+    db = "MariaDB" if args.db.startswith(("mysql", "mariadb")) else "SQLite"
+    print(table(results["neochat"], results.get("reference", {}), db))
+
 
 if __name__ == "__main__":
     main()

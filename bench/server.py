@@ -1,5 +1,6 @@
-"""What the message-server benches share: `twistd neochat` in a separate
-process on loopback, on free ports, with a throwaway data directory."""
+"""What the message-server benches share: `twistd neochat` (or the bare
+reference router) in a separate process on loopback, on free ports, with a
+throwaway data directory."""
 
 import contextlib
 import os
@@ -27,9 +28,9 @@ UNLIMITED = [arg for name in ("connections_per_address", "messages_per_second", 
 
 
 @contextlib.contextmanager
-def neochat(*options, **popen):
-    """Yields (message server port, psutil.Process of the server); ``popen``
-    goes to subprocess.Popen."""
+def neochat(*options, cpu=None, **popen):
+    """Yields (message server port, psutil.Process of the server), pinned to
+    ``cpu`` if given; ``popen`` goes to subprocess.Popen."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
@@ -40,21 +41,38 @@ def neochat(*options, **popen):
                    "--argon2-time-cost", "1", "--argon2-memory", "1024",
                    # one load generator on one address, faster than any person
                    *UNLIMITED, *options]
-        process = subprocess.Popen(command, **popen)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port)).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise SystemExit(f"neochat did not start; see {data_dir}/log")
-                    time.sleep(0.1)
-            yield port, psutil.Process(process.pid)
-        finally:
-            process.terminate()
-            process.wait(30)
+        with _running(command, port, cpu, f"see {data_dir}/log", **popen) as server:
+            yield port, server
+
+
+@contextlib.contextmanager
+def reference(cpu=None):
+    """The bare line router (bench/reference_router.py): (port, process)."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name("reference_router.py")), str(port)]
+    with _running(command, port, cpu, "the reference router") as server:
+        yield port, server
+
+
+@contextlib.contextmanager
+def _running(command, port, cpu, where, **popen):
+    process = subprocess.Popen(command, **popen)
+    try:
+        if cpu is not None:
+            psutil.Process(process.pid).cpu_affinity([cpu])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit(f"server did not start: {where}")
+                time.sleep(0.1)
+        yield psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 @contextlib.contextmanager

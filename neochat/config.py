@@ -39,6 +39,11 @@ class Settings:
     # "json" log lines (the .tac files honour log_format themselves).
     metrics: str = None
     log_format: str = "text"
+    # The delivery pipeline (docs/protocol.md, "Offline delivery"): seconds
+    # between two presence flushes, and how long a client may stay behind
+    # (not reading) before it is dropped.
+    presence_interval: float = 0.5
+    behind_deadline: float = 60.0
     # The cell server (calls, docs/protocol.md "Calls").  Port ranges are
     # (first, last); relay_ports (0, 0) means any free port.  advertise_ip is
     # where clients send relayed media; None: cell_interface, or 127.0.0.1

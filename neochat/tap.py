@@ -77,6 +77,10 @@ class Options(usage.Options):
         ["max-file-size", None, 256, "Largest file, FTP or in-band, in MiB (0: no limit).", int],
         ["user-quota", None, 1024, "Bytes of files one account may own, in MiB (0: no quota).", int],
         ["file-retention-days", None, 0, "Delete files older than this many days (0: keep forever).", float],
+        ["presence-interval", None, 0.5,
+         "Seconds between two presence updates (coalesced logins and logouts).", float],
+        ["behind-deadline", None, 60.0,
+         "Seconds a client may stay behind (not reading) before it is dropped; it loses nothing stored.", float],
     ]
 
     def __init__(self):
@@ -182,6 +186,8 @@ class Options(usage.Options):
             http_origins=self["http-origins"],
             metrics=self["metrics"],
             log_format=self["log-format"],
+            presence_interval=self["presence-interval"],
+            behind_deadline=self["behind-deadline"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

@@ -2,10 +2,11 @@
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from neochat.chat.model import PRIVATE, ChatMessage, private_conversation
 from neochat.store import Database, Store, dialect_from_url
-from neochat.store.database import MissingReference
+from neochat.store.database import ClientIdReused, MissingReference
 from neochat.store.dialect import MysqlDialect, SqliteDialect
 from neochat.store.schema import upgrade
 
@@ -44,8 +45,8 @@ async def test_history_pages_newest_first(store):
     await users(store, "a", "b")
     ids = []
     for n in range(7):
-        message_id, _ = await store.messages.add(message("a" if n % 2 else "b", "b" if n % 2 else "a", f"m{n}", f"c{n}"))
-        ids.append(message_id)
+        stored = await store.messages.add(message("a" if n % 2 else "b", "b" if n % 2 else "a", f"m{n}", f"c{n}"))
+        ids.append(stored.id)
     conversation = private_conversation("a", "b")
     page = await store.messages.history(conversation, before_id=2 ** 62, limit=3)
     assert [row["message"] for row in page] == ["m6", "m5", "m4"]
@@ -70,8 +71,35 @@ async def test_same_client_id_is_one_message(store):
     await users(store, "a", "b")
     first = await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])
     again = await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])
-    assert first == again
+    assert (again.id, again.create_time, again.duplicate) == (first.id, first.create_time, True)
+    assert not first.duplicate
     assert len(await store.messages.pending("b")) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_id_reused_for_another_message_is_refused(store):
+    await users(store, "a", "b", "c")
+    await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])
+    for other in (message("a", "c", "x", "same"), message("a", "b", "y", "same")):
+        with pytest.raises(ClientIdReused):
+            await store.messages.add(other, pending_for=[other.rece_user])
+    assert [row["message"] for row in await store.messages.pending("b")] == ["x"]
+    assert await store.messages.pending("c") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_group_commit_stores_many_and_fails_only_the_bad_ones(store):
+    await users(store, "a", "b")
+    writes = [store.messages.add(message("a", "b", f"m{n}", f"c{n}"), pending_for=["b"]) for n in range(300)]
+    writes.append(store.messages.add(message("a", "ghost", "lost", "g"), pending_for=["ghost"]))
+    writes.append(store.messages.add(message("a", "b", "m0", "c0"), pending_for=["b"]))  # a resend
+    results = await defer.DeferredList(writes, consumeErrors=True)
+    stored = [result for ok, result in results[:300]]
+    assert all(ok for ok, _ in results[:300])
+    assert [s.id for s in stored] == sorted(s.id for s in stored)
+    assert not results[300][0] and results[300][1].check(MissingReference)
+    assert results[301][1].duplicate and results[301][1].id == stored[0].id
+    assert [row["message"] for row in await store.messages.pending("b")] == [f"m{n}" for n in range(300)]
 
 
 @pytest_twisted.ensureDeferred

@@ -1,6 +1,11 @@
 """The chat domain: login, presence, private and room messages, offline
-delivery.  Dialects call it; it calls the store and the router."""
+delivery.  Dialects call it; it calls the store and the router.
 
+Messages are stored by the store's group commit (neochat/store/batch.py)
+and delivered only once committed; a connection that falls behind is fed
+from the store (neochat/chat/session.py)."""
+
+import itertools
 import uuid
 
 from twisted.internet import defer
@@ -13,12 +18,12 @@ from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
 from neochat.chat.model import (
-    LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, OnlineUsers, UserLeft, group_conversation,
-    private_conversation,
+    LOBBY, NORMAL, PRIVATE, ChatMessage, Kicked, group_conversation, private_conversation,
 )
+from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
 from neochat.chat.profiles import Profiles, check_profile
-from neochat.chat.session import Session
-from neochat.store.database import MissingReference, NotAMember
+from neochat.chat.session import BEHIND_DEADLINE, Session
+from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 
 log = Logger()
 
@@ -29,7 +34,8 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers):
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers,
+                 presence_interval=INTERVAL, behind_deadline=BEHIND_DEADLINE):
         self.store = store
         self.router = router
         self.accounts = accounts
@@ -41,10 +47,13 @@ class Chat:
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)
         self.profiles = Profiles(store.users)
+        self.presence = Presence(router, reactor, presence_interval)
+        self.behind_deadline = behind_deadline
         self._inflight = set()
+        self._client_id_prefix = "s-" + uuid.uuid4().hex + "-"
+        self._client_ids = itertools.count()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
-        self._flushing = defer.succeed(None)  # the last flush of _written
 
     # -- sessions --------------------------------------------------------
 
@@ -59,12 +68,15 @@ class Chat:
         return registering.addCallback(audit.registered, account)
 
     @defer.inlineCallbacks
-    def login(self, session, account, password, acknowledges=False, token=None):
+    def login(self, session, account, password, acknowledges=False, token=None, presence=FULL):
         """Authenticate (by password or resume token) and attach; returns a
-        fresh resume token.  Live events are held until ``welcome``."""
+        fresh resume token.  Live events wait until ``welcome``.  ``presence``
+        is the form of presence the session gets (presence.py)."""
         if session.logged_in:
             raise Conflict("already logged in")
         check_account_name(account)
+        if presence not in FORMS:
+            raise BadRequest(f"presence must be one of: {', '.join(FORMS)}")
         dialect = type(session.sink).__name__
         try:
             token = yield self.accounts.authenticate(account, password, session.peer_host, token)
@@ -76,34 +88,52 @@ class Chat:
         audit.login(account, session.peer_host, dialect)
         session.account = account
         session.acknowledges = bool(acknowledges)
-        session.hold()
+        session.presence_form = presence
+        session.replaying = True  # until welcome has replayed the pending queue
         self.router.attach(account, session)
         return token
 
-    @defer.inlineCallbacks
     def welcome(self, session):
         """After the login reply: announce presence, then replay what the
-        account missed, in order, then the live events held meanwhile."""
-        if self._flush_call is not None:  # what went out before must not come back
-            self._flush_call.cancel()
-            self._flush_written()
-        yield defer.DeferredList([self._flushing])
+        account missed, in order, then the live events that came meanwhile."""
         if session.closed:
-            return
-        self.router.broadcast(OnlineUsers(tuple(self.router.online_accounts())))
+            return defer.succeed(None)
+        self.presence.came_online(session.account)
+        self.presence.watch(session)
         self._track(self.friends.announce(session.account, online=True))
-        sent = set()
-        after = 0
-        while not session.closed:
-            rows = yield self.store.messages.pending(session.account, after, REPLAY_PAGE)
-            for row in rows:
-                message = ChatMessage.from_row(row)
-                sent.add(message.id)
-                session.send(message)
-            if len(rows) < REPLAY_PAGE:
-                break
-            after = rows[-1]["id"]
-        session.release(sent)
+        return self.replay(session)
+
+    @defer.inlineCallbacks
+    def replay(self, session):
+        """Write the account's pending messages newer than the last one
+        written, oldest first, as long as the connection keeps up; then the
+        events that waited.  Stops when the connection falls behind: its
+        ``resume`` calls this again."""
+        session.replaying = True
+        try:
+            if self._flush_call is not None:  # what went out before must not come back
+                self._flush_call.cancel()
+                self._flush_written()
+            yield self.store.messages.settled()  # acks and deletes just sent
+            while True:
+                session.missed = False
+                rows = yield self.store.messages.pending(session.account, session.last_id, REPLAY_PAGE)
+                for row in rows:
+                    if session.closed or session.paused or session.holding:
+                        session.missed = True
+                        return
+                    session.write(ChatMessage.from_row(row))
+                if session.closed:
+                    return
+                if len(rows) < REPLAY_PAGE and not session.missed:
+                    break
+        except Exception:
+            log.failure("replaying {account}'s pending messages", account=session.account)
+            session.drop()  # it loses nothing: the next login replays
+            return
+        finally:
+            session.replaying = False
+        session.catch_up()
 
     def logout(self, session):
         """The client said goodbye (``leave_message``)."""
@@ -124,15 +154,16 @@ class Chat:
     def disconnected(self, session):
         """The connection dropped.  The session keeps its account so that
         requests already received in full still run (nothing accepted is lost)."""
-        session.closed = True
+        session.closing()
         self._go_offline(session, "disconnected")
 
     def _go_offline(self, session, reason):
         """``reason`` ends the account's calls."""
+        self.presence.unwatch(session)
         if session.account is not None and self.router.detach(session.account, session):
             audit.logout(session.account, session.peer_host, reason)
             self.calls.end_all_for(session.account, reason)
-            self.router.broadcast(UserLeft(session.account))
+            self.presence.went_offline(session.account)
             self._track(self.friends.announce(session.account, online=False))
 
     def kick(self, account, reason):
@@ -147,9 +178,10 @@ class Chat:
 
     def kicked(self, session, reason):
         """A newer login of the same account replaced ``session``."""
-        session.send(Kicked(reason))
+        self.presence.unwatch(session)
+        session.sink.send_event(Kicked(reason))
         session.account = None
-        session.closed = True
+        session.closing()
         session.sink.close()
 
     def online_accounts(self, session):
@@ -158,49 +190,81 @@ class Chat:
 
     # -- messages --------------------------------------------------------
 
-    @defer.inlineCallbacks
     def send_private(self, session, rece_user, content, client_id=None):
         self._require_login(session)
+        return self._in_turn(session, self._send_private, rece_user, content, client_id)
+
+    def send_room(self, session, room, content, client_id=None):
+        """``room`` "" or "all" is the lobby of everyone online; any other
+        value names a group, whose offline members get it at next login."""
+        self._require_login(session)
+        return self._in_turn(session, self._send_room, room, content, client_id)
+
+    def _in_turn(self, session, send, *args):
+        turn = session.take_turn()
+        d = defer.maybeDeferred(send, session, turn, *args)
+        return d.addBoth(lambda result: (turn.done(), result)[1])
+
+    @defer.inlineCallbacks
+    def _send_private(self, session, turn, rece_user, content, client_id):
         check_account_name(rece_user)
         message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
         if self.friends_only and not (yield self.friends.are_friends(session.account, rece_user)):
             raise Forbidden("not a friend")
         try:
-            message.id, message.create_time = yield self._track(
-                self.store.messages.add(message, [rece_user])
-            )
+            # Granted before the commit, so that messages are delivered in
+            # the order they were stored.
+            yield self._share_files(message, recipients=[rece_user])
+            stored = yield self._store(message, turn, [rece_user])
         except MissingReference:
             raise NotFound("unknown recipient")
-        yield self._share_files(message, recipients=[rece_user])
-        audit.message(PRIVATE)
-        self.router.deliver(rece_user, message)
+        if not stored.duplicate:
+            audit.message(PRIVATE)
+            self.router.deliver(rece_user, message)
         return message
 
     @defer.inlineCallbacks
-    def send_room(self, session, room, content, client_id=None):
-        """``room`` "" or "all" is the lobby of everyone online; any other
-        value names a group, whose offline members get it at next login."""
-        self._require_login(session)
+    def _send_room(self, session, turn, room, content, client_id):
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
-            message.id, message.create_time = yield self._track(self.store.messages.add(message))
-            audit.message(LOBBY)
-            self.router.broadcast(message, exclude=message.author)
+            stored = yield self._store(message, turn)
+            if not stored.duplicate:
+                audit.message(LOBBY)
+                self.router.broadcast(message, exclude=message.author)
             return message
         message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
+        if references(message.content):
+            yield self.groups.require_member(session, message.group_id)
+            yield self._share_files(message, group_id=message.group_id)
         try:
-            message.id, message.create_time, members = yield self._track(
-                self.store.messages.add_to_group(message)
-            )
+            stored = yield self._store(message, turn, group=True)
         except MissingReference:
             raise NotFound("unknown group")
         except NotAMember:
             raise Forbidden("not a member")
-        yield self._share_files(message, group_id=message.group_id)
-        audit.message("group")
-        for account in members:
-            self.router.deliver(account, message)
+        if not stored.duplicate:
+            audit.message("group")
+            for account in stored.recipients:
+                self.router.deliver(account, message)
         return message
+
+    @defer.inlineCallbacks
+    def _store(self, message, turn, pending_for=(), group=False):
+        """Commit ``message`` in the next group commit, after the sender's
+        previous message; it gets its id and time.  A resend of a stored
+        message comes back ``duplicate``."""
+        yield turn.wait()
+        messages = self.store.messages
+        try:
+            queued = messages.add_to_group(message) if group else messages.add(message, pending_for)
+        finally:
+            turn.done()
+        try:
+            stored = yield self._track(queued)
+        except ClientIdReused:
+            raise Conflict("client_id reused")
+        message.id, message.create_time = stored.id, stored.create_time
+        return stored
 
     @defer.inlineCallbacks
     def history(self, session, with_user=None, group_id=None, before_id=None, count=HISTORY_PAGE):
@@ -229,7 +293,7 @@ class Chat:
     def written(self, session, message):
         """A message went out to ``session``: unless the client acknowledges
         by itself, it leaves the account's pending queue now."""
-        if session.acknowledges or (message.rece_user is None and message.group_id is None):
+        if session.acknowledges:
             return
         self._written.append((session.account, message.id))
         if self._flush_call is None:
@@ -239,7 +303,7 @@ class Chat:
         """One transaction for everything written since the last turn."""
         self._flush_call = None
         written, self._written = self._written, []
-        self._flushing = self._track(self.store.messages.delivered(written))
+        self._track(self.store.messages.delivered(written))
 
     # -- internals -------------------------------------------------------
 
@@ -253,7 +317,9 @@ class Chat:
         if len(content) > MAX_CONTENT:
             raise BadRequest("content too long")
         if client_id is None:
-            client_id = uuid.uuid4().hex  # makes a retried insert idempotent
+            # Unique (a random prefix per process, then a counter): makes a
+            # retried insert idempotent.
+            client_id = f"{self._client_id_prefix}{next(self._client_ids)}"
         elif not isinstance(client_id, str) or not 0 < len(client_id) <= 64:
             raise BadRequest("bad client_id")
         return ChatMessage(

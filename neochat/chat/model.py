@@ -1,6 +1,8 @@
 """What the chat domain hands to sessions: messages and notices, dialect-free.
 
-Each dialect turns these into its own wire form (neochat/wire/).
+Each dialect turns these into its own wire form (neochat/wire/).  An event
+fanned out to many sessions is encoded once per dialect: ``wire`` caches
+the bytes by dialect.
 """
 
 import time
@@ -35,6 +37,13 @@ class ChatMessage:
     group_id: str = None  # group messages; lobby messages have neither
     create_time: int = field(default_factory=now_ms)
     id: int = None
+    wire: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def queued(self):
+        """Private and group messages wait in their recipients' pending
+        queues until delivered; lobby messages are live only."""
+        return self.rece_user is not None or self.group_id is not None
 
     @property
     def conversation(self):
@@ -63,16 +72,33 @@ class ChatMessage:
         )
 
 
+def _wire():
+    return field(default_factory=dict, compare=False, repr=False, hash=False)
+
+
 @dataclass(frozen=True)
 class OnlineUsers:
-    """The full list of accounts online, pushed when someone logs in."""
+    """The full list of accounts online (seed 000's presence form)."""
 
     accounts: tuple
+    wire: dict = _wire()
 
 
 @dataclass(frozen=True)
 class UserLeft:
     account: str
+    wire: dict = _wire()
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """The delta presence form: who came online and who left since the last
+    one; ``online`` (the whole list) instead when the client must start over."""
+
+    joined: tuple = ()
+    left: tuple = ()
+    online: tuple = None
+    wire: dict = _wire()
 
 
 @dataclass(frozen=True)
@@ -80,12 +106,20 @@ class Kicked:
     """This session was replaced by a newer login of the same account."""
 
     reason: str
+    wire: dict = _wire()
 
 
 @dataclass(frozen=True)
 class Notice:
     """A social event (friend request, group change, presence...).  Both
-    dialects send it as ``message_type`` plus the same fields."""
+    dialects send it as ``message_type`` plus the same fields.  A ``body``
+    field holds raw bytes (a voice clip)."""
 
     message_type: str
     fields: dict
+    wire: dict = _wire()
+
+    @property
+    def size(self):
+        body = self.fields.get("body")
+        return len(body) if isinstance(body, bytes) else 0

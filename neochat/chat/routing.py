@@ -4,6 +4,23 @@
 A router maps accounts to live sessions.  A session is anything with
 ``push(event)`` and ``kick(reason)``.  One session per account: a newer login
 replaces the older one (see docs/protocol.md, "second login").
+
+The interface, which any router implements:
+
+- ``attach(account, session)``: the account's session from now on; kicks
+  the one it replaces;
+- ``detach(account, session)``: forget it; True if the account went offline;
+- ``is_online(account)``, ``session_of(account)``, ``online_accounts()``
+  (sorted);
+- ``deliver(account, event)``: push to the account's session; False if it
+  is offline (raises the session's ChatError, e.g. a voice clip to a
+  session that is not reading);
+- ``broadcast(event, exclude=None)``: push to every session but
+  ``exclude``'s.
+
+Events are delivered only after they are committed (for stored messages),
+and each event object is shared by all its recipients, so that a dialect
+encodes it once.
 """
 
 

@@ -1,16 +1,42 @@
-"""A connection as the chat domain sees it."""
+"""A connection as the chat domain sees it, and its flow control.
 
-from neochat.chat.model import ChatMessage
+The store is the buffer.  A session writes live events to its connection
+only while the connection keeps up.  When the connection's transport says it
+is behind (``pause``), queued messages (private and group) are no longer
+written: they stay in the account's pending queue and are replayed from the
+store when it drains (``resume``), through the same path as a login.  Other
+events wait in a small bounded queue; presence keeps only its latest state;
+a voice clip is refused to its sender.  A session behind for longer than the
+deadline is dropped: it loses nothing stored, and its next login replays it.
+"""
+
+from collections import deque
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from neochat.chat.errors import ChatError
+from neochat.chat.model import ChatMessage, Notice
+from neochat.chat.presence import FULL
+
+log = Logger()
+
+MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
+MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips
+BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
+
+
+class RecipientNotReading(ChatError):
+    stat = 503
+
+    def __init__(self):
+        super().__init__("recipient not reading")
 
 
 class Session:
-    """Holds the account a connection logged in as and delivers events to it.
-
-    ``sink`` is the dialect side: ``send_event(event)`` writes one event in
-    the connection's dialect, ``close()`` drops the connection.
-
-    While pending messages are replayed after login, live events are held
-    back and sent afterwards, so the client sees one ordered stream.
+    """``sink`` is the dialect side: ``send_event(event)`` writes one event
+    in the connection's dialect, ``close()`` drops the connection after what
+    is written, ``abort()`` drops it at once.
     """
 
     def __init__(self, chat, sink, peer_host):
@@ -19,35 +45,157 @@ class Session:
         self.peer_host = peer_host
         self.account = None
         self.acknowledges = False
+        self.presence_form = FULL
         self.closed = False
-        self._held = None
+        self.paused = False  # the connection is behind
+        self.replaying = False  # stored messages are being read back
+        self.holding = 0  # the dialect has the connection to itself (a file)
+        self.missed = False  # a stored message was not written: replay
+        self.last_id = 0  # the newest stored message written
+        self._queued = deque()  # unstored events waiting
+        self._queued_bytes = 0
+        self._presence_due = False
+        self._deadline = None
+        self._last_turn = None
 
     @property
     def logged_in(self):
         return self.account is not None
 
-    def hold(self):
-        self._held = []
+    def take_turn(self):
+        """A message send's place in line: a connection's sends overlap
+        (services/dialect.py), yet reach the store in the order they came."""
+        self._last_turn = turn = Turn(self._last_turn)
+        return turn
 
-    def release(self, already_sent=()):
-        held, self._held = self._held or [], None
-        for event in held:
-            if not (isinstance(event, ChatMessage) and event.id in already_sent):
-                self.send(event)
+    @property
+    def writable(self):
+        return not (self.closed or self.paused or self.replaying or self.holding)
+
+    # -- from the router ---------------------------------------------------
 
     def push(self, event):
-        """Called by the router for every live event."""
-        if self._held is not None:
-            self._held.append(event)
-        else:
-            self.send(event)
-
-    def send(self, event):
+        """A live event.  Raises RecipientNotReading for a voice clip that
+        cannot be written now."""
         if self.closed:
             return
-        self.sink.send_event(event)
-        if isinstance(event, ChatMessage) and event.author != self.account:
-            self.chat.written(self, event)
+        if self.writable:
+            self.write(event)
+        elif isinstance(event, ChatMessage) and event.queued:
+            self.missed = True  # it is in the store
+        elif isinstance(event, Notice) and event.size and (
+            self.paused or self._queued_bytes + event.size > MAX_QUEUED_BYTES
+        ):
+            raise RecipientNotReading()
+        elif len(self._queued) >= MAX_QUEUED_EVENTS:
+            log.info("dropping {account}: too far behind", account=self.account)
+            self.drop()
+        else:
+            self._queued.append(event)
+            self._queued_bytes += event.size if isinstance(event, Notice) else 0
+
+    def presence(self, event):
+        """A presence event: only the latest state matters while behind."""
+        if self.closed:
+            return
+        if self.paused or self.replaying:
+            self._presence_due = True  # the current state goes after the replay
+        else:
+            self.sink.send_event(event)
 
     def kick(self, reason):
         self.chat.kicked(self, reason)
+
+    # -- writing -------------------------------------------------------------
+
+    def write(self, event):
+        self.sink.send_event(event)
+        if isinstance(event, ChatMessage) and event.queued and event.author != self.account:
+            self.last_id = max(self.last_id, event.id)
+            self.chat.written(self, event)
+
+    def catch_up(self):
+        """After a replay: what waited meanwhile, unless behind again."""
+        while self._queued and not self.paused and not self.closed:
+            event = self._queued.popleft()
+            self._queued_bytes -= event.size if isinstance(event, Notice) else 0
+            self.write(event)
+        if self._presence_due and not self.paused and not self.closed:
+            self._presence_due = False
+            self.sink.send_event(self.chat.presence.current(self))
+
+    # -- from the connection -----------------------------------------------
+
+    def pause(self):
+        """The connection's transport is behind: stop writing to it."""
+        if self.paused or self.closed:
+            return
+        self.paused = True
+        self._deadline = self.chat.reactor.callLater(self.chat.behind_deadline, self._too_slow)
+
+    def resume(self):
+        if not self.paused:
+            return
+        self.paused = False
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._writable_again()
+
+    def hold(self):
+        """Write no live event until ``release`` (the dialect is streaming)."""
+        self.holding += 1
+
+    def release(self):
+        self.holding -= 1
+        self._writable_again()
+
+    def _writable_again(self):
+        if not self.writable:
+            return  # still behind, or the running replay carries on
+        if self.missed and self.logged_in:
+            self.chat.replay(self)
+        else:
+            self.catch_up()
+
+    def _too_slow(self):
+        self._deadline = None
+        log.info("dropping {account}: behind for {s} s", account=self.account, s=self.chat.behind_deadline)
+        self.drop()
+
+    def drop(self):
+        self.closed = True
+        self.sink.abort()
+
+    def closing(self):
+        """The connection is gone: let go of what waited."""
+        self.closed = True
+        self._queued.clear()
+        self._queued_bytes = 0
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+
+class Turn:
+    """``wait()`` fires once the previous turn is ``done()``."""
+
+    def __init__(self, previous):
+        self._previous = previous
+        self._done = False
+        self._waiters = []
+
+    def wait(self):
+        previous, self._previous = self._previous, None
+        if previous is None or previous._done:
+            return defer.succeed(None)
+        waiter = defer.Deferred()
+        previous._waiters.append(waiter)
+        return waiter
+
+    def done(self):
+        if not self._done:
+            self._done = True
+            self._previous = None
+            for waiter in self._waiters:
+                waiter.callback(None)

@@ -61,9 +61,10 @@ class Transfers:
             client_id=uuid.uuid4().hex, rece_user=rece_user,
         )
         try:
-            message.id, message.create_time = yield self.store.messages.add(message, [rece_user])
+            stored = yield self.store.messages.add(message, [rece_user])
         except MissingReference:
             raise NotFound("unknown recipient")
+        message.id, message.create_time = stored.id, stored.create_time
         self.router.deliver(rece_user, message)
         return message
 

@@ -1,9 +1,21 @@
 """What both dialects share: one connection's commands run one at a time, in
 the order they arrived, and every failure becomes an error reply in the
-dialect the request came in.  The connection survives bad input."""
+dialect the request came in.  The connection survives bad input.
+
+Flow control both ways: the dialect stops reading a connection that has
+more than PAUSE_ABOVE bytes of requests waiting, and it is the push
+producer of its transport, so it hears when the client does not read what
+is written to it (more than WRITE_BUFFER bytes waiting): the session then
+stops writing live events (neochat/chat/session.py) and requests wait too.
+"""
+
+from collections import deque
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from neochat.chat.errors import BadRequest, ChatError
 from neochat.store.database import DatabaseUnavailable
@@ -11,6 +23,8 @@ from neochat.store.database import DatabaseUnavailable
 log = Logger()
 
 PAUSE_ABOVE = 1024 * 1024  # buffered bytes before we stop reading the socket
+MAX_PIPELINE = 100  # message sends of one connection in flight at once
+WRITE_BUFFER = 256 * 1024  # bytes written but not yet sent before the client counts as behind
 
 
 class Rejected(Exception):
@@ -24,6 +38,7 @@ class Rejected(Exception):
         self.request, self.error, self.close = request, error, close
 
 
+@implementer(IPushProducer)
 class Dialect:
     """Subclasses decode items, name the handler for each, and encode replies.
 
@@ -35,11 +50,16 @@ class Dialect:
         self.transport = transport
         self.chat = chat
         self.session = chat.new_session(self, peer_host)
-        self._busy = False
-        self._paused = False
+        self._in_flight = deque()  # _Slot per request started, in arrival order
+        self._next = None  # the next request, decoded, waiting its turn
+        self._paused = False  # reading
+        self._behind = False  # writing
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
+        if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
+            transport.bufferSize = WRITE_BUFFER
+        transport.registerProducer(self, True)
 
     # -- subclass interface ----------------------------------------------
 
@@ -69,12 +89,52 @@ class Dialect:
     # -- the session's sink ----------------------------------------------
 
     def send_event(self, event):
-        self.transport.write(self.encode_event(event))
+        """Encoded once per dialect, however many sessions it goes to."""
+        data = event.wire.get(type(self))
+        if data is None:
+            data = event.wire[type(self)] = self.encode_event(event)
+        self.transport.write(data)
 
     def close(self):
         self.transport.loseConnection()
 
+    def abort(self):
+        self.transport.abortConnection()
+
+    # -- the transport's producer ----------------------------------------------
+
+    def pauseProducing(self):
+        """The client is not reading what we write."""
+        self._behind = True
+        self.session.pause()
+        self._flow_control()
+
+    def resumeProducing(self):
+        self._behind = False
+        self.session.resume()
+        self._flow_control()
+        self._pump()
+
+    def stopProducing(self):
+        pass  # connection_lost follows
+
+    def lend_transport(self):
+        """Somebody else (a file being sent) produces for the transport
+        until ``take_back_transport``; live events wait meanwhile."""
+        self.session.hold()
+        self.transport.unregisterProducer()
+
+    def take_back_transport(self):
+        self.transport.unregisterProducer()  # a sender cut off short leaves itself there
+        self.transport.registerProducer(self, True)
+        self.session.release()
+
     # -- the pump --------------------------------------------------------
+
+    @property
+    def _busy(self):
+        """Requests are running or waiting their turn: we are the slow side."""
+        return bool(self._in_flight) or self._next is not None
 
     def data_received(self, data):
         self.feed(data)
@@ -92,6 +152,7 @@ class Dialect:
         """Subclass hook: the items the stream's end completes."""
 
     def connection_lost(self):
+        self._behind = False  # nobody reads the replies now, but requests still run
         self.chat.disconnected(self.session)
         self._pump()  # requests that arrived whole still run
 
@@ -105,54 +166,97 @@ class Dialect:
         self._pump()
 
     def _pump(self):
-        while not self._busy and not self._ended and self._watcher.ready():
-            item = self.next_item()
-            if item is None:
-                if self._input_ended:  # all answered: the account goes offline now, not at the close
-                    self.chat.disconnected(self.session)
-                    self.close()
+        # A client that does not read its replies gets no more of them.
+        while not self._behind and not self._ended:
+            if self._next is None:
+                if not self._watcher.ready():
+                    break
+                item = self.next_item()
+                if item is None:
+                    if self._input_ended and not self._in_flight:
+                        # All answered: the account goes offline now, not at the close.
+                        self.chat.disconnected(self.session)
+                        self.close()
+                    break
+                self._watcher.took(item)
+                self._next = self._classify(item)
+            if self._in_flight and not self._may_overlap(self._next[3]):
                 break
-            self._watcher.took(item)
-            self._dispatch(item)
+            handler, request, error, pipelined = self._next
+            self._next = None
+            self._start(handler, request, error, pipelined)
         self._flow_control()
         self._watcher.pumped()
 
+    def _may_overlap(self, pipelined):
+        """Message sends overlap with the sends before them: up to
+        MAX_PIPELINE of a connection go to one group commit."""
+        return self._in_flight[-1].pipelined and pipelined and len(self._in_flight) < MAX_PIPELINE
+
     def _flow_control(self):
-        if not self._paused and self.buffered() > PAUSE_ABOVE:
+        full = self.buffered() > PAUSE_ABOVE or self._behind
+        if not self._paused and full:
             self._paused = True
             self.transport.pauseProducing()
-        elif self._paused and self.buffered() <= PAUSE_ABOVE and not self._busy:
+        elif self._paused and not full:
             self._paused = False
             self.transport.resumeProducing()
 
-    def _dispatch(self, item):
+    def _classify(self, item):
+        """(handler, request, None, pipelined), or (None, request, the error
+        to answer: a ChatError or a Rejected, False)."""
         request = None
         try:
             handler, request = self.handle_item(item)
-            result = handler(request)
+            when = getattr(handler, "pipelined", None)
+            return handler, request, None, bool(when and when(request))
         except Rejected as rejected:
-            self._write_rejected(rejected)
-            return
+            return None, rejected.request, rejected, False
         except ChatError as error:
-            self._write_error(request, error)
-            return
-        except Exception:
-            log.failure("handling {item!r}", item=item)
-            self._write_error(request, ChatError("internal error", stat=500))
-            return
-        if not isinstance(result, defer.Deferred):
-            self._write_reply(request, result)
-            return
-        self._busy = True
-        result.addCallbacks(
-            lambda reply: self._write_reply(request, reply),
-            lambda failure: self._write_failure(request, failure),
-        )
-        result.addBoth(self._done)
+            return None, request, error, False
+
+    def _start(self, handler, request, error, pipelined):
+        slot = _Slot(request, pipelined)
+        self._in_flight.append(slot)
+        if error is None:
+            try:
+                result = handler(request)
+            except ChatError as refused:
+                # Without its traceback, which would hold the request (a
+                # clip's body) in a reference cycle until the next collection.
+                slot.refused(refused.with_traceback(None))
+            except Exception:
+                slot.failed(Failure())
+            else:
+                if isinstance(result, defer.Deferred):
+                    result.addCallbacks(slot.succeeded, slot.failed).addBoth(self._done)
+                    return
+                slot.succeeded(result)
+        else:
+            slot.refused(error)
+        self._answer()
 
     def _done(self, _):
-        self._busy = False
+        self._answer()
         self._pump()
+
+    def _answer(self):
+        """Replies go out in the order the requests came."""
+        while self._in_flight and self._in_flight[0].finished:
+            slot = self._in_flight.popleft()
+            if isinstance(slot.outcome, Failure):
+                self._write_failure(slot.request, slot.outcome)
+                # Its traceback holds the request (a clip's body) in a
+                # reference cycle until the next collection: let go now.
+                slot.outcome.cleanFailure()
+                slot.outcome.value.__traceback__ = slot.outcome.value.__context__ = None
+            elif isinstance(slot.outcome, Rejected):
+                self._write_rejected(slot.outcome)
+            elif isinstance(slot.outcome, ChatError):
+                self._write_error(slot.request, slot.outcome)
+            else:
+                self._write_reply(slot.request, slot.outcome)
+            slot.request = slot.outcome = None
 
     def _write_reply(self, request, reply):
         if reply is not None and not self.session.closed:
@@ -194,6 +298,37 @@ class Unwatched:
 
 
 UNWATCHED = Unwatched()
+
+
+class _Slot:
+    """One request's place in the reply order."""
+
+    __slots__ = ("request", "pipelined", "finished", "outcome")
+
+    def __init__(self, request, pipelined):
+        self.request = request
+        self.pipelined = pipelined
+        self.finished = False
+        self.outcome = None  # the reply, a ChatError, a Rejected or a Failure
+
+    def succeeded(self, reply):
+        self.finished, self.outcome = True, reply
+
+    def failed(self, failure):
+        self.finished, self.outcome = True, failure
+
+    def refused(self, error):
+        self.finished, self.outcome = True, error
+
+
+def pipelined(when):
+    """Marks a message-send handler whose requests may overlap (see _pump):
+    those for which ``when(request)`` is true, that is, those that reach the
+    domain's send at once (the domain keeps such sends in order)."""
+    def mark(handler):
+        handler.pipelined = when
+        return handler
+    return mark
 
 
 def field(request, name, kind=str, default=None, required=True):

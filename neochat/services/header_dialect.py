@@ -17,13 +17,14 @@ from urllib.parse import unquote
 from twisted.internet import defer
 
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
-from neochat.chat.fanout import recipients, send_to_each
+from neochat.chat.fanout import SEPARATORS, recipients, send_to_each
 from neochat.chat.files import references
-from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
+from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
 from neochat.chat.operations import GROUP_ID, IDS, INT, OPERATIONS
+from neochat.chat.presence import FULL
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, Rejected
+from neochat.services.dialect import Dialect, Rejected, pipelined
 from neochat.services.header_upload import UploadExchange, is_upload
 from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_message
 
@@ -148,6 +149,11 @@ class HeaderDialect(Dialect):
             return encode_message({"message_type": "update_online_user", "online_user": " ".join(event.accounts)})
         if isinstance(event, UserLeft):
             return encode_message({"message_type": "leave_message", "user_account": event.account})
+        if isinstance(event, PresenceChange):
+            if event.online is not None:
+                return encode_message({"message_type": "presence", "online": " ".join(event.online)})
+            return encode_message({"message_type": "presence", "joined": " ".join(event.joined),
+                                   "left": " ".join(event.left)})
         if isinstance(event, Kicked):
             return encode_message({"message_type": "kicked", "reason": event.reason})
         if isinstance(event, Notice):
@@ -175,6 +181,7 @@ class HeaderDialect(Dialect):
             request.get("user_password") if token is not None else _required(request, "user_password"),
             acknowledges=request.get("acks") in ("1", "true", "yes"),
             token=token,
+            presence=request.get("presence", FULL),
         )
         reply = {"message_type": request["message_type"], "stat": "200"}
         if request.get("resume") in ("1", "true", "yes") or token is not None:
@@ -191,6 +198,7 @@ class HeaderDialect(Dialect):
         self.chat.logout(self.session)
         return {}
 
+    @pipelined(when=lambda request: _one_name(request.get("friends")))
     @defer.inlineCallbacks
     def cmd_text(self, request):
         """Text to a friend (``friends``; several, space or comma separated, get
@@ -308,6 +316,12 @@ def _reply_to(request):
     if "friends" in request:
         return {}
     return {"message_type": "error"}
+
+
+def _one_name(friends):
+    """A text to one friend (or a group) is sent at once, in order with the
+    connection's other sends; one to several friends checks them all first."""
+    return friends is None or (isinstance(friends, str) and not SEPARATORS.search(friends.strip()))
 
 
 def _required(request, name):

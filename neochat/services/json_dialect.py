@@ -14,11 +14,12 @@ from twisted.protocols.basic import FileSender
 
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import UploadRefused
-from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, UserLeft
+from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
+from neochat.chat.presence import FULL
 from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
-from neochat.services.dialect import Dialect, Rejected, field
+from neochat.services.dialect import Dialect, Rejected, field, pipelined
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
 JSON_KINDS = {INT: int, IDS: list}
@@ -122,6 +123,7 @@ class JsonDialect(Dialect):
             field(request, "password", required=token is None),
             acknowledges=field(request, "acks", bool, default=False, required=False),
             token=token,
+            presence=field(request, "presence", default=FULL, required=False),
         )
         reply = {"message_type": "login", "content": "success"}
         if field(request, "resume", bool, required=False) or token is not None:
@@ -144,6 +146,7 @@ class JsonDialect(Dialect):
         online = self.chat.online_accounts(self.session)
         return {"message_type": "update_online_user", "online_user": list(online)}
 
+    @pipelined(when=lambda request: str(request.get("chat_type")).lower() == PRIVATE)
     @defer.inlineCallbacks
     def cmd_word(self, request):
         """``chat_type`` private or normal (any case; group, public, lobby and
@@ -298,7 +301,7 @@ class JsonDialect(Dialect):
         offer = yield self.chat.transfers.find_offer(self.session, **self._named_offer(request))
         details = offer_details(offer)
         source = self.chat.transfers.open(offer)
-        self.session.hold()
+        self.lend_transport()
         try:
             self.transport.write(encode({
                 "message_type": "file-data", "file_name": details["file_name"],
@@ -308,7 +311,7 @@ class JsonDialect(Dialect):
             yield FileSender().beginFileTransfer(source, self.transport)
         finally:
             source.close()
-            self.session.release()
+            self.take_back_transport()
 
     def cmd_reject(self, request):
         """The receiver turns an offer down: the file is deleted and (an
@@ -371,6 +374,10 @@ def event_to_json(event):
         return {"message_type": "update_online_user", "online_user": list(event.accounts)}
     if isinstance(event, UserLeft):
         return {"message_type": "leave_message", "username": event.account}
+    if isinstance(event, PresenceChange):
+        if event.online is not None:
+            return {"message_type": "presence", "online": list(event.online)}
+        return {"message_type": "presence", "joined": list(event.joined), "left": list(event.left)}
     if isinstance(event, Kicked):
         return {"message_type": "kicked", "reason": event.reason}
     if isinstance(event, Notice):

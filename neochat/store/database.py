@@ -1,4 +1,10 @@
-"""The one adbapi connection pool, and transactions that speak ``?`` SQL."""
+"""The adbapi connection pools, and transactions that speak ``?`` SQL.
+
+Writes go through one pool.  Reads that may run beside the writer (the
+pending-queue replay, history pages) use ``read``: on SQLite a second pool of
+read-only connections (WAL lets them read while the writer commits); on
+MySQL the same pool, which has connections for both.
+"""
 
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
@@ -22,6 +28,10 @@ class MissingReference(Exception):
 
 class NotAMember(Exception):
     """A group message from someone outside the group."""
+
+
+class ClientIdReused(Exception):
+    """A client_id its author already used for a different message."""
 
 
 class Txn:
@@ -67,7 +77,8 @@ class Txn:
 
 
 class Database:
-    """Owns the pool.  ``run`` executes a function in one transaction."""
+    """Owns the pools.  ``run`` executes a function in one transaction on the
+    writer; ``read`` runs a read-only one beside it."""
 
     def __init__(self, dialect, reactor=None, retry_window=RETRY_WINDOW):
         if reactor is None:
@@ -75,13 +86,15 @@ class Database:
         self.dialect = dialect
         self.reactor = reactor
         self.retry_window = retry_window
-        args, kwargs = dialect.pool_args()
-        kwargs["cp_reactor"] = reactor
-        kwargs["cp_noisy"] = False
-        self.pool = adbapi.ConnectionPool(dialect.module, *args, **kwargs)
+        self.pool = self._pool(dialect.pool_args())
+        read_args = dialect.read_pool_args()
+        self.read_pool = self._pool(read_args) if read_args else self.pool
         self._outage = False  # logged once per outage, not per request
 
-    @defer.inlineCallbacks
+    def _pool(self, pool_args):
+        args, kwargs = pool_args
+        return adbapi.ConnectionPool(self.dialect.module, *args, cp_reactor=self.reactor, cp_noisy=False, **kwargs)
+
     def run(self, interaction, *args, **kwargs):
         """Run ``interaction(txn, *args)`` in a transaction, retrying it whole
         when MySQL picked it as a deadlock victim (a few times) or the
@@ -91,11 +104,19 @@ class Database:
         Interactions must therefore be idempotent: writes are keyed so that
         running one twice stores its rows once.
         """
+        return self._run(self.pool, interaction, args, kwargs)
+
+    def read(self, interaction, *args, **kwargs):
+        """Run a read-only ``interaction`` beside the writer."""
+        return self._run(self.read_pool, interaction, args, kwargs)
+
+    @defer.inlineCallbacks
+    def _run(self, pool, interaction, args, kwargs):
         attempt, waited, delay = 0, 0.0, FIRST_DELAY
         while True:
             attempt += 1
             try:
-                result = yield self.pool.runInteraction(self._wrap, interaction, args, kwargs)
+                result = yield pool.runInteraction(self._wrap, interaction, args, kwargs)
             except Exception as error:
                 if self.dialect.is_connection_error(error):
                     if waited >= self.retry_window:
@@ -125,3 +146,5 @@ class Database:
 
     def close(self):
         self.pool.close()
+        if self.read_pool is not self.pool:
+            self.read_pool.close()

@@ -15,6 +15,12 @@ from twisted.enterprise import adbapi
 class SqliteDialect:
     name = "sqlite"
     module = "sqlite3"
+    # INSERT that skips rows whose unique key exists: head and tail
+    insert_ignore, on_conflict_ignore = "INSERT", " ON CONFLICT DO NOTHING"
+    # Messages per INSERT in a group commit.  One: sqlite3 caches each
+    # statement with the values last bound to it, so a 200-row statement
+    # would keep up to 200 message texts alive; rows are cheap in-process.
+    messages_per_insert = 1
     ddl_macros = {
         "auto_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "text": "TEXT",
@@ -25,14 +31,21 @@ class SqliteDialect:
         self.path = path
 
     def pool_args(self):
-        # One connection: SQLite serialises writers anyway, and a second
-        # connection would only add "database is locked" retries.
-        return (self.path,), dict(
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=self._on_open,
-        )
+        # One writing connection: SQLite serialises writers anyway, and a
+        # second one would only add "database is locked" retries.
+        return self._pool_args(1, self._on_open)
+
+    def read_pool_args(self):
+        """Readers beside the one writer: WAL lets them see every commit."""
+        return self._pool_args(2, self._on_open_reader)
+
+    def _pool_args(self, connections, openfun):
+        return (self.path,), dict(check_same_thread=False, cp_min=1, cp_max=connections, cp_openfun=openfun)
+
+    @staticmethod
+    def _on_open_reader(conn):
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
 
     @staticmethod
     def _on_open(conn):
@@ -63,6 +76,8 @@ class SqliteDialect:
 class MysqlDialect:
     name = "mysql"
     module = "MySQLdb"
+    insert_ignore, on_conflict_ignore = "INSERT IGNORE", ""
+    messages_per_insert = 200  # one round trip for many rows
     ddl_macros = {
         "auto_id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "text": "MEDIUMTEXT",
@@ -90,11 +105,14 @@ class MysqlDialect:
             db=self.database,
             charset="utf8mb4",
             cp_min=1,
-            cp_max=5,
+            cp_max=8,  # the message writer, other writes and reads beside them
             cp_reconnect=True,
             connect_timeout=5,
             cp_openfun=self._on_open,
         )
+
+    def read_pool_args(self):
+        return None  # reads share the pool, sized for them
 
     @staticmethod
     def _on_open(conn):

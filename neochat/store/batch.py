@@ -1,0 +1,282 @@
+"""Group commit: one writer for chat messages, many waiters.
+
+Messages (with their pending-queue rows) and pending-queue deletes that
+arrive while a transaction is running, or within one reactor turn, are
+written together in ONE transaction with multi-row INSERTs, as Synapse's
+event persistence queue does.  Each caller's Deferred fires only after that
+commit, so nothing is acknowledged or delivered before it is durable.
+
+A batch is retried whole on MySQL's transient errors (store/database.py):
+rows are keyed on (author, client_id), so a retried batch finds what an
+earlier attempt committed and stores nothing twice.  One request's failure
+(unknown recipient, not a member, client_id reused) fails that request only.
+"""
+
+from collections import deque
+from dataclasses import dataclass
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from neochat.store.database import ClientIdReused, MissingReference, NotAMember
+
+log = Logger()
+
+MAX_BATCH = 256  # messages per transaction
+ROWS_PER_INSERT = 200  # rows per multi-row INSERT statement
+GROUP = object()  # pending_for of a group message: every member but the author
+
+MESSAGE_COLUMNS = ("client_id", "author", "rece_user", "group_id", "chat_type", "conversation",
+                   "message", "create_time")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a stored message's caller learns after the commit."""
+
+    id: int
+    create_time: int
+    recipients: tuple  # accounts it was queued for
+    duplicate: bool  # a resend of a message stored before: not to be delivered again
+
+
+class _Write:
+    def __init__(self, message, pending_for):
+        self.message = message
+        self.pending_for = pending_for
+        self.deferred = defer.Deferred()
+        self.inserted_before = False  # an earlier attempt of this batch inserted it
+        self.result = None  # Stored or an exception, set in the transaction
+
+
+class MessageBatcher:
+    def __init__(self, db, reactor, max_batch=MAX_BATCH):
+        self.db = db
+        self.reactor = reactor
+        self.max_batch = max_batch
+        self._writes = deque()
+        self._deletes = []
+        self._waiters = []  # for the deletes and ``settled`` of the next batch
+        self._scheduled = None
+        self._running = False
+
+    def add(self, message, pending_for=()):
+        """Deferred[Stored]; ``pending_for`` is a sequence of accounts or GROUP."""
+        write = _Write(message, pending_for if pending_for is GROUP else tuple(pending_for))
+        self._writes.append(write)
+        self._schedule()
+        return write.deferred
+
+    def delivered(self, rows):
+        """Deferred: drop (account, message id) pairs from the pending queues."""
+        self._deletes.extend(rows)
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        self._schedule()
+        return waiter
+
+    def settled(self):
+        """Deferred: fires once everything queued before the call is
+        committed (a login's replay reads the queue as its last ack left it)."""
+        if not self._running and self._scheduled is None:
+            return defer.succeed(None)
+        return self.delivered(())
+
+    def _schedule(self):
+        if not self._running and self._scheduled is None:
+            self._scheduled = self.reactor.callLater(0, self._flush)
+
+    @defer.inlineCallbacks
+    def _flush(self):
+        self._scheduled = None
+        self._running = True
+        try:
+            while self._writes or self._waiters:
+                batch = [self._writes.popleft() for _ in range(min(self.max_batch, len(self._writes)))]
+                deletes, self._deletes = self._deletes, []
+                waiters, self._waiters = self._waiters, []
+                yield self._commit(batch, deletes, waiters)
+        finally:
+            self._running = False
+
+    @defer.inlineCallbacks
+    def _commit(self, batch, deletes, waiters):
+        try:
+            yield self.db.run(self._transaction, batch, deletes)
+        except Exception as error:
+            if len(batch) > 1:
+                # A row the checks could not foresee (an account deleted
+                # meanwhile): store each message on its own.
+                log.warn("batch of {n} failed ({error!r}); storing one by one", n=len(batch), error=error)
+                for write in batch:
+                    yield self._commit([write], [], [])
+            else:
+                for write in batch:
+                    write.result = error
+            for waiter in waiters:
+                waiter.errback(error)
+        else:
+            for waiter in waiters:
+                waiter.callback(None)
+        for write in batch:
+            if write.result is None:
+                continue
+            result, write.result = write.result, None
+            if isinstance(result, Exception):
+                write.deferred.errback(result)
+            else:
+                write.deferred.callback(result)
+
+    # -- in the pool thread ---------------------------------------------------
+
+    def _transaction(self, txn, batch, deletes):
+        members = self._members(txn, [w.message.group_id for w in batch if w.pending_for is GROUP])
+        accounts = self._accounts(txn, [w.message.rece_user for w in batch if w.message.rece_user])
+        fresh, claimed = [], {}
+        for write in batch:
+            write.result = None
+            message = write.message
+            key = (message.author, message.client_id)
+            if key in claimed:  # the same client id twice in this batch
+                write.result = _duplicate_of(claimed[key], message)
+            elif message.rece_user is not None and message.rece_user not in accounts:
+                write.result = MissingReference(message.rece_user)
+            elif write.pending_for is GROUP and not members.get(message.group_id):
+                write.result = MissingReference(message.group_id)  # a group always has its creator
+            elif write.pending_for is GROUP and message.author not in members[message.group_id]:
+                write.result = NotAMember(message.group_id)
+            else:
+                claimed[key] = write
+                fresh.append(write)
+        ids = self._insert_messages(txn, fresh)
+        stored_before = self._existing(txn, [key for key in claimed if key not in ids])
+        pending = []
+        for write in fresh:
+            message = write.message
+            key = (message.author, message.client_id)
+            if key not in ids:
+                row = stored_before.get(key)
+                # No row: its recipient went away since the check above.
+                write.result = MissingReference(key) if row is None else _resend_result(row, message, write)
+                continue
+            recipients = write.pending_for
+            if recipients is GROUP:
+                recipients = tuple(a for a in members[message.group_id] if a != message.author)
+            pending.extend((account, ids[key]) for account in recipients)
+            write.inserted_before = True
+            write.result = Stored(ids[key], message.create_time, recipients, False)
+        for rows in _chunks(pending, ROWS_PER_INSERT):
+            txn.execute("INSERT INTO pending (user_account, message_id) VALUES "
+                        + ", ".join(["(?, ?)"] * len(rows)), [value for row in rows for value in row])
+        for write in batch:  # later writes of a client id claimed in this batch
+            if isinstance(write.result, _Pending):
+                write.result = write.result.resolve()
+        self._delete(txn, deletes)
+
+    def _existing(self, txn, keys):
+        """Messages stored before under these (author, client_id) keys
+        (resends: rare), with the accounts each is still queued for."""
+        found = {}
+        for author, client_id in keys:
+            row = txn.execute(
+                "SELECT id, rece_user, group_id, chat_type, message, create_time"
+                " FROM messages WHERE author = ? AND client_id = ?", (author, client_id),
+            ).dict()
+            if row is not None:
+                row["pending"] = tuple(sorted(account for account, in txn.execute(
+                    "SELECT user_account FROM pending WHERE message_id = ?", (row["id"],)).fetchall()))
+                found[author, client_id] = row
+        return found
+
+    def _members(self, txn, group_ids):
+        group_ids = sorted(set(group_ids))
+        members = {}
+        if group_ids:
+            for group_id, account in txn.execute(
+                f"SELECT group_id, user_account FROM group_users WHERE group_id IN ({_marks(group_ids)})",
+                group_ids,
+            ).fetchall():
+                members.setdefault(group_id, []).append(account)
+        return members
+
+    def _accounts(self, txn, names):
+        names = sorted(set(names))
+        if not names:
+            return set()
+        return {row[0] for row in txn.execute(
+            f"SELECT user_account FROM users WHERE user_account IN ({_marks(names)})", names
+        ).fetchall()}
+
+    def _insert_messages(self, txn, writes):
+        """One INSERT ... RETURNING per chunk, skipping keys stored before
+        (and, on MySQL, rows whose reference vanished since the checks);
+        {(author, client_id): id} of the rows inserted."""
+        ids = {}
+        for chunk in _chunks(writes, self.db.dialect.messages_per_insert):
+            values = []
+            for write in chunk:
+                m = write.message
+                values += [m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation,
+                           m.content, m.create_time]
+            row_marks = "(" + _marks(MESSAGE_COLUMNS) + ")"
+            dialect = self.db.dialect
+            rows = txn.execute(
+                f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
+                + ", ".join([row_marks] * len(chunk)) + f"{dialect.on_conflict_ignore} RETURNING id, author, client_id",
+                values,
+            ).fetchall()
+            ids.update(((author, client_id), message_id) for message_id, author, client_id in rows)
+        return ids
+
+    def _delete(self, txn, rows):
+        by_account = {}
+        for account, message_id in rows:
+            by_account.setdefault(account, set()).add(message_id)
+        for account, ids in by_account.items():
+            for chunk in _chunks(sorted(ids), ROWS_PER_INSERT):
+                txn.execute(f"DELETE FROM pending WHERE user_account = ? AND message_id IN ({_marks(chunk)})",
+                            [account, *chunk])
+
+
+class _Pending:
+    """A later write of a client id first claimed earlier in the same batch:
+    resolved once the first one has its id."""
+
+    def __init__(self, first):
+        self.first = first
+
+    def resolve(self):
+        stored = self.first.result
+        if isinstance(stored, Exception):
+            return stored
+        return Stored(stored.id, stored.create_time, stored.recipients, True)
+
+
+def _duplicate_of(first, message):
+    m = first.message
+    if not _same(m, message.rece_user, message.group_id, message.chat_type, message.content):
+        return ClientIdReused(message.client_id)
+    return _Pending(first)
+
+
+def _resend_result(row, message, write):
+    """A row already stored under this (author, client_id)."""
+    if not _same(message, row["rece_user"], row["group_id"], row["chat_type"], row["message"]):
+        return ClientIdReused(message.client_id)
+    # Inserted by an earlier attempt of this very batch (its commit got lost
+    # on the way back): still a new message, to deliver.
+    return Stored(row["id"], row["create_time"], row["pending"], not write.inserted_before)
+
+
+def _same(message, rece_user, group_id, chat_type, content):
+    return (message.rece_user, message.group_id, message.chat_type, message.content) == (
+        rece_user, group_id, chat_type, content)
+
+
+def _marks(values):
+    return ", ".join("?" * len(values))
+
+
+def _chunks(items, size):
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
