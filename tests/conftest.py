@@ -14,7 +14,7 @@ from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
 from tests.clients import HeaderClient, JsonClient
-from tests.udp import LOCAL, free_port_range
+from tests.udp import LOCAL, free_port_range, wait_for
 
 MYSQL_VARIABLE = "NEOCHAT_TEST_MYSQL"  # e.g. mysql://root@127.0.0.1:3306/
 
@@ -105,6 +105,11 @@ class RunningServer:
             yield client.register_and_login(name, **extra)
             clients.append(client)
         return clients
+
+    def offline(self, account):
+        """Fires once the server has taken ``account`` offline: a client's
+        close returns before the server has seen it."""
+        return defer.ensureDeferred(wait_for(lambda: not self.root.router.is_online(account)))
 
     @defer.inlineCallbacks
     def stop(self):

@@ -68,6 +68,7 @@ def test_offline_messages_arrive_in_order_at_next_login(server):
     alice, = yield logged_in(server, "alice")
     bob, = yield logged_in(server, "bob")
     yield bob.close()
+    yield server.offline("bob")
     for n in range(5):
         alice.send(word("alice", "bob", f"message {n}"))
     # A marker round trip proves the five were processed.
@@ -121,6 +122,7 @@ def test_restart_keeps_accounts_and_undelivered_messages(server, settings):
     alice, = yield logged_in(server, "alice")
     bob, = yield logged_in(server, "bob")
     yield bob.close()
+    yield server.offline("bob")
     alice.send(word("alice", "bob", "survives a restart"))
     alice.send({"message_type": "nonsense"})
     yield alice.next("error")
