@@ -103,6 +103,20 @@ async def test_one_group_commit_stores_many_and_fails_only_the_bad_ones(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_group_commit_holds_at_most_a_mebibyte_of_text(store, monkeypatch):
+    await users(store, "a", "b")
+    batches = []
+    transaction = store.messages.batcher._transaction
+    monkeypatch.setattr(store.messages.batcher, "_transaction",
+                        lambda txn, batch, deletes: batches.append(len(batch)) or transaction(txn, batch, deletes))
+    big = "x" * 60_000
+    writes = [store.messages.add(message("a", "b", f"{n:03d}{big}", f"c{n}"), pending_for=["b"]) for n in range(40)]
+    await defer.gatherResults(writes)
+    assert sum(batches) == 40 and max(batches) == 1024 * 1024 // 60_003
+    assert len(await store.messages.pending("b")) == 40
+
+
+@pytest_twisted.ensureDeferred
 async def test_message_to_unknown_account_is_refused(store):
     await users(store, "a")
     with pytest.raises(MissingReference):

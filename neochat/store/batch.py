@@ -23,6 +23,9 @@ from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 log = Logger()
 
 MAX_BATCH = 256  # messages per transaction
+# Characters of message text per transaction: the database driver keeps, per
+# pool connection, a buffer as large as the largest statement it sent.
+MAX_BATCH_TEXT = 1024 * 1024
 ROWS_PER_INSERT = 200  # rows per multi-row INSERT statement
 GROUP = object()  # pending_for of a group message: every member but the author
 
@@ -92,12 +95,23 @@ class MessageBatcher:
         self._running = True
         try:
             while self._writes or self._waiters:
-                batch = [self._writes.popleft() for _ in range(min(self.max_batch, len(self._writes)))]
+                batch = self._next_batch()
                 deletes, self._deletes = self._deletes, []
                 waiters, self._waiters = self._waiters, []
                 yield self._commit(batch, deletes, waiters)
         finally:
             self._running = False
+
+    def _next_batch(self):
+        """The oldest writes, up to ``max_batch`` of them and MAX_BATCH_TEXT
+        characters of text (at least one write)."""
+        batch, text = [], 0
+        while self._writes and len(batch) < self.max_batch:
+            text += len(self._writes[0].message.content)
+            if batch and text > MAX_BATCH_TEXT:
+                break
+            batch.append(self._writes.popleft())
+        return batch
 
     @defer.inlineCallbacks
     def _commit(self, batch, deletes, waiters):
