@@ -21,6 +21,7 @@ setup(
     entry_points={"console_scripts": ["neochat-client = neochat.client.cli:main"]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
+        "cluster": ["txredisapi>=1.4.10"],
         "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9"],
     },
 )

@@ -40,6 +40,14 @@ class Settings:
     # The FTP file server and the file limits it shares with in-band
     # transfers (docs/files.md).
     ftp: FtpSettings = field(default_factory=FtpSettings)
+    # Several nodes as one (docs/scaling.md): a redis:// URL, or None for a
+    # single node without Redis.  node_id None: hostname and first listen
+    # port.  Keys and channels are under cluster_prefix; a node is dead after
+    # three cluster_heartbeat seconds without a heartbeat.
+    cluster: str = None
+    node_id: str = None
+    cluster_prefix: str = "neochat:"
+    cluster_heartbeat: float = 5.0
 
     @classmethod
     def from_environment(cls):

@@ -1,6 +1,7 @@
 """The service tree of one NeoChat process, built from Settings alone."""
 
 import gc
+import socket
 
 from argon2 import PasswordHasher
 from twisted.application import internet, service
@@ -45,7 +46,7 @@ class NeoChatService(service.MultiService):
             time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib
         )
         self.accounts = Accounts(self.store.users, hasher, reactor)
-        self.router = LocalRouter()
+        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
@@ -61,13 +62,19 @@ class NeoChatService(service.MultiService):
             transfers=Transfers(self.store, self.router, self.files),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
+        if settings.cluster:
+            self.router.bind(self.chat)
         self.chat_service = ChatService(self.chat, settings.listen, reactor)
         self.ftp_service = FTPService(self.files, self.accounts, settings.ftp, reactor)
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         # Children stop in this order: chat first (its logouts end the calls),
-        # then cell, then FTP (whose thread needs the reactor), then the timer.
-        for name, child in (("chat", self.chat_service), ("cell", self.cell),
-                            ("ftp", self.ftp_service), ("file-retention", retention)):
+        # then cell, then FTP (whose thread needs the reactor), then the timer,
+        # then the cluster router (the logouts are announced).
+        children = [("chat", self.chat_service), ("cell", self.cell),
+                    ("ftp", self.ftp_service), ("file-retention", retention)]
+        if settings.cluster:
+            children.append(("cluster", self.router))
+        for name, child in children:
             child.setName(name)
             child.setServiceParent(self)
         self.ready = None
@@ -116,6 +123,14 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def cluster_router(settings, reactor):
+    """Redis is imported only for a cluster."""
+    from neochat.cluster.router import ClusterRouter
+
+    node_id = settings.node_id or f"{socket.gethostname()}-{settings.listen[0].split(':')[1]}"
+    return ClusterRouter(settings.cluster, node_id, reactor, settings.cluster_prefix, settings.cluster_heartbeat)
 
 
 def build_service(settings, reactor=None):
