@@ -7,12 +7,15 @@ import uuid
 
 import pytest
 import pytest_twisted
+import txredisapi
 from twisted.internet import defer, reactor, task
+from twisted.internet.threads import deferToThread
 
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
 from tests.conftest import RunningServer, _mysql_database
+from tests.test_files_ftp import connect, download, store
 from tests.test_social import content, log_in, log_in_again, message_type, send_text
 from tests.udp import LOCAL, free_port_range
 
@@ -189,3 +192,85 @@ def test_a_second_login_on_another_node_replaces_the_first(cluster, dialect):
     assert content(message) == "to the newer login"
     assert n1.root.router.session_of("alice") is not None
     assert n0.root.router.session_of("alice") is None
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_file_uploaded_on_one_node_downloads_from_another(cluster):
+    n0, n1, _ = cluster.nodes
+    yield log_in(n0, "alice", dialect="json")
+
+    def ftp_sessions():
+        up = connect(n0.root.ftp_service.address[1])
+        up.login("alice", "secret")
+        name = store(up, "notes.txt", b"on shared storage")
+        up.quit()
+        down = connect(n1.root.ftp_service.address[1])
+        down.login("alice", "secret")
+        try:
+            return download(down, name)
+        finally:
+            down.quit()
+
+    data = yield deferToThread(ftp_sessions)
+    assert data == b"on shared storage"
+
+
+@defer.inlineCallbacks
+def crash(node):
+    """The node stops talking to Redis at once, without announcing its
+    logouts, then its connections go: its peers learn it only from the
+    missing heartbeats."""
+    yield node.root.router.abandon()
+    yield node.root.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_users_of_a_dead_node_go_offline_and_come_back_elsewhere(cluster):
+    n0, n1, n2 = cluster.nodes
+    alice, = yield n0.logged_in("alice", acks=True)
+    bob, = yield n1.logged_in("bob", acks=True)
+    assert (yield wait_until(lambda: n1.root.router.is_online("alice")))
+    reply = yield send_text(alice, "alice", "bob", "before the crash", "json")
+    assert reply["content"] == "success"
+    yield crash(n0)
+    left = yield bob.next("leave_message")
+    assert left["username"] == "alice"
+    reply = yield send_text(bob, "bob", "alice", "while you were down", "json")
+    assert reply["content"] == "success"
+    alice = yield log_in_again(n2, "alice", "json")
+    message = yield alice.next("word")
+    assert message["content"] == "while you were down"
+    assert (yield wait_until(lambda: "alice" in bob.of_type("update_online_user")[-1]["online_user"]))
+    history = [m["content"] for m in bob.of_type("word")]
+    assert history == ["before the crash"]
+
+
+@defer.inlineCallbacks
+def kill_redis_connections(node):
+    """CLIENT KILL, from a connection of our own, the node's two connections
+    (the shared Redis server keeps running)."""
+    ports = [connection.transport.getHost().port for connection in node.root.router.redis.connections()]
+    assert len(ports) == 2
+    admin = yield txredisapi.Connection(*REDIS, reconnect=False)
+    try:
+        for port in ports:
+            yield admin.execute_command("CLIENT", "KILL", "ADDR", f"127.0.0.1:{port}")
+    finally:
+        yield admin.disconnect()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_whose_redis_connections_drop_reconnects_and_loses_nothing(cluster):
+    n0, n1, n2 = cluster.nodes
+    alice, = yield n0.logged_in("alice", acks=True)
+    bob, = yield n1.logged_in("bob", acks=True)
+    assert (yield wait_until(lambda: n0.root.router.is_online("bob")))
+    yield kill_redis_connections(n1)
+    reply = yield send_text(alice, "alice", "bob", "across the blip", "json")
+    assert reply["content"] == "success"
+    message = yield bob.next("word")
+    assert message["content"] == "across the blip"
+    assert (yield wait_until(lambda: n1.root.router.listening))
+    yield n2.logged_in("carol")
+    assert (yield wait_until(lambda: "carol" in bob.of_type("update_online_user")[-1]["online_user"]))
+    assert n0.root.router.is_online("bob") and n1.root.router.is_online("alice")

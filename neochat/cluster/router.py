@@ -30,6 +30,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from neochat.chat.errors import ChatError
+from neochat.chat.model import ChatMessage
 from neochat.cluster import events
 from neochat.cluster.redis import Redis
 
@@ -183,8 +184,12 @@ class ClusterRouter(service.Service):
 
     def _push(self, session, event):
         """A session that moved or cannot take it misses a live event: a
-        stored message waits in its pending queue anyway."""
+        stored message waits in its pending queue anyway.  One its replay
+        wrote already (the replay can overtake the announcement) is not
+        written twice."""
         if session is None:
+            return
+        if isinstance(event, ChatMessage) and event.queued and event.id <= session.last_id:
             return
         try:
             session.push(event)
