@@ -98,8 +98,8 @@ class Session:
         """A presence event: only the latest state matters while behind."""
         if self.closed:
             return
-        if self.paused:
-            self._presence_due = True
+        if self.paused or self.replaying:
+            self._presence_due = True  # the current state goes after the replay
         else:
             self.sink.send_event(event)
 

@@ -126,6 +126,11 @@ class Dialect:
 
     # -- the pump --------------------------------------------------------
 
+    @property
+    def _busy(self):
+        """Requests are running or waiting their turn: we are the slow side."""
+        return bool(self._in_flight) or self._next is not None
+
     def data_received(self, data):
         self.feed(data)
         self._pump()
