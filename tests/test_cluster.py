@@ -274,3 +274,39 @@ def test_a_node_whose_redis_connections_drop_reconnects_and_loses_nothing(cluste
     yield n2.logged_in("carol")
     assert (yield wait_until(lambda: "carol" in bob.of_type("update_online_user")[-1]["online_user"]))
     assert n0.root.router.is_online("bob") and n1.root.router.is_online("alice")
+
+
+def test_the_cluster_options_reach_the_settings():
+    from neochat.services.root import cluster_router
+    from neochat.tap import Options
+
+    options = Options()
+    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--node-id", "east-1"])
+    settings = options.settings()
+    assert (settings.cluster, settings.node_id) == ("redis://127.0.0.1:6379/3", "east-1")
+    options = Options()
+    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--listen", "tcp:7007"])
+    router = cluster_router(options.settings(), reactor)
+    assert router.node_id == f"{socket.gethostname()}-7007"
+    assert Options().settings().cluster is None
+
+
+def test_commands_waiting_for_an_absent_redis_are_bounded(monkeypatch):
+    from neochat.cluster import router as module
+
+    class Away:
+        """A Redis connection that never answers."""
+
+        def __init__(self):
+            self.sent = []
+
+        def execute_command(self, *args):
+            self.sent.append(args)
+            return defer.Deferred()
+
+    monkeypatch.setattr(module, "MAX_WAITING", 5)
+    router = module.ClusterRouter("redis://127.0.0.1:6379/9", "n0", reactor)
+    router.redis = type("Redis", (), {"commands": Away()})()
+    for n in range(8):
+        router._publish("all", f"event {n}")
+    assert len(router.redis.commands.sent) == 5

@@ -37,6 +37,8 @@ from neochat.cluster.redis import Redis
 log = Logger()
 
 HEARTBEAT = 5.0  # seconds; a node is dead after three without one
+MAX_WAITING = 10_000  # Redis commands not answered yet (Redis away: they wait)
+STOP_TIMEOUT = 2.0  # seconds a stopping node waits to forget its keys
 KICK_REASON = "logged in from another connection"
 
 # Flat [node, account, node, account...] of the live nodes; forgets the dead.
@@ -69,6 +71,7 @@ class ClusterRouter(service.Service):
         self._remote = {}  # account -> node id, for accounts on other nodes
         self._outbox = {}  # node -> [(event, [accounts])], published at the end of the turn
         self._flush_call = None
+        self._waiting = 0  # commands sent and not answered
         self._snapshots = []  # per snapshot in flight: the announcements meanwhile
         self._abandoned = False
         self.listening = False  # subscribed (tests wait for it)
@@ -91,7 +94,9 @@ class ClusterRouter(service.Service):
         self._remote.pop(account, None)  # its node kicks it when it hears the join
         if previous is not None and previous is not session:
             previous.kick(KICK_REASON)
-        self._command("HSET", self._key("accounts", self.node_id), account, "1")
+        accounts = self._key("accounts", self.node_id)
+        self._command("HSET", accounts, account, "1")
+        self._command("PEXPIRE", accounts, self._ttl())  # lives no longer than the node
         self._announce(join=account)
 
     def detach(self, account, session):
@@ -142,7 +147,18 @@ class ClusterRouter(service.Service):
         return self.prefix + ":".join(parts)
 
     def _command(self, *args):
-        d = self.redis.commands.execute_command(*args)
+        """Commands wait while Redis is away, up to MAX_WAITING; past that
+        they are dropped (stored messages wait in the database anyway)."""
+        if self._waiting >= MAX_WAITING:
+            log.warn("Redis is behind: {command} dropped", command=args[0])
+            return defer.succeed(None)
+        self._waiting += 1
+
+        def done(result):
+            self._waiting -= 1
+            return result
+
+        d = self.redis.commands.execute_command(*args).addBoth(done)
         return d.addErrback(lambda failure: log.failure("Redis {command} failed", failure, command=args[0]))
 
     def _publish(self, channel, text):
@@ -239,6 +255,7 @@ class ClusterRouter(service.Service):
         self._command("DEL", accounts)
         if self._local:
             self._command("HSET", accounts, *[part for account in self._local for part in (account, "1")])
+            self._command("PEXPIRE", accounts, self._ttl())
         self._heartbeat()
         for session in list(self._local.values()):
             session.missed = True
@@ -247,7 +264,7 @@ class ClusterRouter(service.Service):
 
     @defer.inlineCallbacks
     def _heartbeat(self):
-        ttl = str(int(self.heartbeat * 3000))
+        ttl = self._ttl()
         self._command("SADD", self._key("nodes"), self.node_id)
         self._command("SET", self._key("alive", self.node_id), "1", "PX", ttl)
         self._command("PEXPIRE", self._key("accounts", self.node_id), ttl)
@@ -263,6 +280,10 @@ class ClusterRouter(service.Service):
         self._resync({account: node for node, account in zip(flat[::2], flat[1::2]) if node != self.node_id})
         for change in announced:
             self._apply(change)
+
+    def _ttl(self):
+        """Milliseconds a node's keys outlive its last heartbeat."""
+        return str(int(self.heartbeat * 3000))
 
     def _resync(self, remote):
         """``remote`` is the truth now: tell presence what changed."""
@@ -280,8 +301,12 @@ class ClusterRouter(service.Service):
         if self._beat.running:
             self._beat.stop()
         if not self._abandoned:
-            yield self._command("DEL", self._key("alive", self.node_id), self._key("accounts", self.node_id))
-            yield self._command("SREM", self._key("nodes"), self.node_id)
+            forget = defer.gatherResults([
+                self._command("DEL", self._key("alive", self.node_id), self._key("accounts", self.node_id)),
+                self._command("SREM", self._key("nodes"), self.node_id),
+            ])
+            # Redis may be down: then the keys expire by themselves.
+            yield forget.addTimeout(STOP_TIMEOUT, self.reactor).addErrback(lambda _: None)
         yield self.redis.close()
 
     def abandon(self):
