@@ -224,12 +224,20 @@ def crash(node):
     yield node.root.stopService()
 
 
+@defer.inlineCallbacks
+def alice_and_bob(cluster):
+    """Alice on n0 and Bob on n1, acknowledging, each node knowing of both."""
+    n0, n1, _ = cluster.nodes
+    alice, = yield n0.logged_in("alice", acks=True)
+    bob, = yield n1.logged_in("bob", acks=True)
+    assert (yield wait_until(lambda: n0.root.router.is_online("bob") and n1.root.router.is_online("alice")))
+    return alice, bob
+
+
 @pytest_twisted.inlineCallbacks
 def test_the_users_of_a_dead_node_go_offline_and_come_back_elsewhere(cluster):
     n0, n1, n2 = cluster.nodes
-    alice, = yield n0.logged_in("alice", acks=True)
-    bob, = yield n1.logged_in("bob", acks=True)
-    assert (yield wait_until(lambda: n1.root.router.is_online("alice")))
+    alice, bob = yield alice_and_bob(cluster)
     reply = yield send_text(alice, "alice", "bob", "before the crash", "json")
     assert reply["content"] == "success"
     yield crash(n0)
@@ -262,9 +270,7 @@ def kill_redis_connections(node):
 @pytest_twisted.inlineCallbacks
 def test_a_node_whose_redis_connections_drop_reconnects_and_loses_nothing(cluster):
     n0, n1, n2 = cluster.nodes
-    alice, = yield n0.logged_in("alice", acks=True)
-    bob, = yield n1.logged_in("bob", acks=True)
-    assert (yield wait_until(lambda: n0.root.router.is_online("bob")))
+    alice, bob = yield alice_and_bob(cluster)
     yield kill_redis_connections(n1)
     reply = yield send_text(alice, "alice", "bob", "across the blip", "json")
     assert reply["content"] == "success"
