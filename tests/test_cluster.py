@@ -272,6 +272,8 @@ def test_a_node_whose_redis_connections_drop_reconnects_and_loses_nothing(cluste
     n0, n1, n2 = cluster.nodes
     alice, bob = yield alice_and_bob(cluster)
     yield kill_redis_connections(n1)
+    assert (yield wait_until(lambda: not n1.root.router.listening))
+    # Announced while n1 hears nothing: n1 replays it from the database once back.
     reply = yield send_text(alice, "alice", "bob", "across the blip", "json")
     assert reply["content"] == "success"
     message = yield bob.next("word")
