@@ -318,3 +318,20 @@ def test_commands_waiting_for_an_absent_redis_are_bounded(monkeypatch):
     for n in range(8):
         router._publish("all", f"event {n}")
     assert len(router.redis.commands.sent) == 5
+
+
+@pytest_twisted.inlineCallbacks
+def test_logins_at_once_on_two_nodes_leave_exactly_one(cluster):
+    n0, n1, _ = cluster.nodes
+    first, = yield n0.logged_in("alice")
+    first.close()
+    clients = yield defer.gatherResults([n0.client(), n1.client()])
+    yield defer.gatherResults([
+        client.request({"message_type": "login", "username": "alice", "password": "secret"})
+        for client in clients])
+    assert (yield wait_until(lambda: sum(bool(c.of_type("kicked")) for c in clients) == 1))
+    yield task.deferLater(reactor, 3 * HEARTBEAT, lambda: None)
+    kept = [c for c in clients if not c.of_type("kicked")]
+    assert len(kept) == 1
+    holders = [node for node in (n0, n1) if node.root.router.session_of("alice") is not None]
+    assert len(holders) == 1

@@ -68,6 +68,7 @@ class ClusterRouter(service.Service):
         self.chat = None  # bound once the Chat is built: presence and replay
         self.redis = None
         self._local = {}  # account -> session on this node
+        self._echoed = set()  # local accounts whose join came back on the channel
         self._remote = {}  # account -> node id, for accounts on other nodes
         self._outbox = {}  # node -> [(event, [accounts])], published at the end of the turn
         self._flush_call = None
@@ -91,6 +92,7 @@ class ClusterRouter(service.Service):
     def attach(self, account, session):
         previous = self._local.get(account)
         self._local[account] = session
+        self._echoed.discard(account)  # until its join comes back on the channel
         self._remote.pop(account, None)  # its node kicks it when it hears the join
         if previous is not None and previous is not session:
             previous.kick(KICK_REASON)
@@ -103,6 +105,7 @@ class ClusterRouter(service.Service):
         if self._local.get(account) is not session:
             return False
         del self._local[account]
+        self._echoed.discard(account)
         if not self._abandoned:
             self._command("HDEL", self._key("accounts", self.node_id), account)
             self._announce(leave=account)
@@ -215,6 +218,8 @@ class ClusterRouter(service.Service):
     def _received_presence(self, text):
         change = json.loads(text)
         if change["node"] == self.node_id:
+            if change.get("join") in self._local:
+                self._echoed.add(change["join"])
             return
         for announced in self._snapshots:
             announced.append(change)
@@ -224,8 +229,13 @@ class ClusterRouter(service.Service):
         node = change["node"]
         if "join" in change:
             account = change["join"]
+            if account in self._local and account not in self._echoed:
+                # Both nodes logged it in at once: the channel's order says
+                # ours is the newer login, so the other node kicks its own.
+                return
             was_online = self.is_online(account)
             session = self._local.pop(account, None)
+            self._echoed.discard(account)
             self._remote[account] = node
             if session is not None:
                 self._command("HDEL", self._key("accounts", self.node_id), account)
