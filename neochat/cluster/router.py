@@ -15,7 +15,9 @@ heartbeat refreshes and that expires after three missed heartbeats; the set
   them to its own sessions.
 
 Every heartbeat also takes a snapshot of who is on which node, so that a
-dead node's accounts go offline and a missed announcement is repaired.
+dead node's accounts go offline and a missed announcement is repaired; when
+a node is found dead, the others replay their sessions' pending queues, for
+what it committed and died before announcing.
 Pub/sub delivers at most once: the database stays the source of truth.  A
 stored message is announced after its commit, with its id; when the
 subscription comes back after a Redis outage, every local session replays
@@ -41,20 +43,21 @@ MAX_WAITING = 10_000  # Redis commands not answered yet (Redis away: they wait)
 STOP_TIMEOUT = 2.0  # seconds a stopping node waits to forget its keys
 KICK_REASON = "logged in from another connection"
 
-# Flat [node, account, node, account...] of the live nodes; forgets the dead.
+# The live nodes, and [node, account, node, account...] of theirs; forgets the dead.
 SNAPSHOT = """
-local out = {}
+local live, pairs = {}, {}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('EXISTS', ARGV[1] .. 'alive:' .. node) == 1 then
+    live[#live + 1] = node
     for _, account in ipairs(redis.call('HKEYS', ARGV[1] .. 'accounts:' .. node)) do
-      out[#out + 1] = node
-      out[#out + 1] = account
+      pairs[#pairs + 1] = node
+      pairs[#pairs + 1] = account
     end
   else
     redis.call('SREM', KEYS[1], node)
   end
 end
-return out
+return {live, pairs}
 """
 
 
@@ -73,6 +76,7 @@ class ClusterRouter(service.Service):
         self._outbox = {}  # node -> [(event, [accounts])], published at the end of the turn
         self._flush_call = None
         self._waiting = 0  # commands sent and not answered
+        self._live_nodes = set()  # as of the last snapshot
         self._snapshots = []  # per snapshot in flight: the announcements meanwhile
         self._abandoned = False
         self.listening = False  # subscribed (tests wait for it)
@@ -267,6 +271,10 @@ class ClusterRouter(service.Service):
             self._command("HSET", accounts, *[part for account in self._local for part in (account, "1")])
             self._command("PEXPIRE", accounts, self._ttl())
         self._heartbeat()
+        self._replay_all()
+
+    def _replay_all(self):
+        """Every local session catches up from its pending queue."""
         for session in list(self._local.values()):
             session.missed = True
             if session.writable:
@@ -281,7 +289,8 @@ class ClusterRouter(service.Service):
         announced = []
         self._snapshots.append(announced)
         try:
-            flat = yield self.redis.commands.execute_command("EVAL", SNAPSHOT, "1", self._key("nodes"), self.prefix)
+            live, flat = yield self.redis.commands.execute_command(
+                "EVAL", SNAPSHOT, "1", self._key("nodes"), self.prefix)
         except Exception:
             log.failure("Redis snapshot failed")
             return
@@ -290,6 +299,11 @@ class ClusterRouter(service.Service):
         self._resync({account: node for node, account in zip(flat[::2], flat[1::2]) if node != self.node_id})
         for change in announced:
             self._apply(change)
+        dead, self._live_nodes = self._live_nodes - set(live), set(live)
+        if dead:
+            # It may have committed messages it never announced.
+            log.info("nodes gone: {dead}; replaying the pending queues here", dead=sorted(dead))
+            self._replay_all()
 
     def _ttl(self):
         """Milliseconds a node's keys outlive its last heartbeat."""
