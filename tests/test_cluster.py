@@ -359,3 +359,21 @@ def test_logins_at_once_on_two_nodes_leave_exactly_one(cluster):
     assert len(kept) == 1
     holders = [node for node in (n0, n1) if node.root.router.session_of("alice") is not None]
     assert len(holders) == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_message_replayed_before_its_announcement_comes_is_written_once(cluster, monkeypatch):
+    n0, n1, _ = cluster.nodes
+    alice, bob = yield alice_and_bob(cluster)
+    router = n0.root.router
+    announce = router._flush
+    monkeypatch.setattr(router, "_flush", lambda: None)  # announcements wait
+    reply = yield send_text(alice, "alice", "bob", "once", "json")
+    assert reply["content"] == "success"
+    yield kill_redis_connections(n1)  # n1 replays bob's queue when it is back
+    message = yield bob.next("word")
+    assert message["content"] == "once"
+    router._flush_call = None
+    announce()
+    yield task.deferLater(reactor, 0.5, lambda: None)
+    assert not bob.of_type("word"), "written twice"

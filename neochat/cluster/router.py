@@ -40,6 +40,7 @@ log = Logger()
 
 HEARTBEAT = 5.0  # seconds; a node is dead after three without one
 MAX_WAITING = 10_000  # Redis commands not answered yet (Redis away: they wait)
+REPLAYED = 1000  # message ids remembered per session, as written by replays
 STOP_TIMEOUT = 2.0  # seconds a stopping node waits to forget its keys
 KICK_REASON = "logged in from another connection"
 
@@ -72,6 +73,7 @@ class ClusterRouter(service.Service):
         self.redis = None
         self._local = {}  # account -> session on this node
         self._echoed = set()  # local accounts whose join came back on the channel
+        self._replayed = {}  # local account -> {message id: None} its replays wrote
         self._remote = {}  # account -> node id, for accounts on other nodes
         self._outbox = {}  # node -> [(event, [accounts])], published at the end of the turn
         self._flush_call = None
@@ -90,6 +92,22 @@ class ClusterRouter(service.Service):
 
     def bind(self, chat):
         self.chat = chat
+        written = chat.written
+
+        def note_written(session, message):
+            if session.replaying:
+                self._note_replayed(session.account, message.id)
+            return written(session, message)
+
+        chat.written = note_written  # every queued message written to a session passes here
+
+    def _note_replayed(self, account, message_id):
+        """Ids a replay wrote: their announcement may come after (it goes
+        through Redis), and must not write them again.  The last REPLAYED."""
+        replayed = self._replayed.setdefault(account, {})
+        replayed[message_id] = None
+        if len(replayed) > REPLAYED:
+            del replayed[next(iter(replayed))]
 
     # -- the routing interface ---------------------------------------------
 
@@ -97,6 +115,7 @@ class ClusterRouter(service.Service):
         previous = self._local.get(account)
         self._local[account] = session
         self._echoed.discard(account)  # until its join comes back on the channel
+        self._replayed.pop(account, None)
         self._remote.pop(account, None)  # its node kicks it when it hears the join
         if previous is not None and previous is not session:
             previous.kick(KICK_REASON)
@@ -110,6 +129,7 @@ class ClusterRouter(service.Service):
             return False
         del self._local[account]
         self._echoed.discard(account)
+        self._replayed.pop(account, None)
         if not self._abandoned:
             self._command("HDEL", self._key("accounts", self.node_id), account)
             self._announce(leave=account)
@@ -208,11 +228,10 @@ class ClusterRouter(service.Service):
     def _push(self, session, event):
         """A session that moved or cannot take it misses a live event: a
         stored message waits in its pending queue anyway.  One its replay
-        wrote already (the replay can overtake the announcement) is not
-        written twice."""
+        wrote already is not written twice."""
         if session is None:
             return
-        if isinstance(event, ChatMessage) and event.queued and event.id <= session.last_id:
+        if isinstance(event, ChatMessage) and event.id in self._replayed.get(session.account, ()):
             return
         try:
             session.push(event)
@@ -240,6 +259,7 @@ class ClusterRouter(service.Service):
             was_online = self.is_online(account)
             session = self._local.pop(account, None)
             self._echoed.discard(account)
+            self._replayed.pop(account, None)
             self._remote[account] = node
             if session is not None:
                 self._command("HDEL", self._key("accounts", self.node_id), account)
