@@ -18,11 +18,13 @@ Every heartbeat also takes a snapshot of who is on which node, so that a
 dead node's accounts go offline and a missed announcement is repaired; when
 a node is found dead, the others replay their sessions' pending queues, for
 what it committed and died before announcing.
+
 Pub/sub delivers at most once: the database stays the source of truth.  A
 stored message is announced after its commit, with its id; when the
 subscription comes back after a Redis outage, every local session replays
 its pending queue past the last id it was written (chat/domain.py), so
-nothing stored is lost and nothing is written twice.
+nothing stored is lost; the late announcement of a message a replay wrote
+already is dropped by its id.
 """
 
 import json
