@@ -31,6 +31,7 @@ setup(
     ]},
     extras_require={
         "mysql": ["mysqlclient>=2.1"],
+        "cluster": ["txredisapi>=1.4.10"],
         # playwright drives Debian's chromium in the browser tests; it never downloads a browser.
         "test": ["pytest>=7", "pytest-twisted>=1.14", "hypothesis>=6", "psutil>=5.9", "atheris>=2.3",
                  "playwright>=1.40"],

@@ -1,6 +1,7 @@
 """Settings: everything the command line, a .tac file or a test can set."""
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,14 @@ class Settings:
     ftp: FtpSettings = field(default_factory=FtpSettings)
     # Limits of the message server (docs/protocol.md "Limits").
     limits: Limits = field(default_factory=Limits)
+    # Several nodes as one (docs/scaling.md): a redis:// URL, or None for a
+    # single node without Redis.  node_id None: hostname and first listen
+    # port.  Keys and channels are under cluster_prefix; a node is dead after
+    # three cluster_heartbeat seconds without a heartbeat.
+    cluster: str = None
+    node_id: str = None
+    cluster_prefix: str = "neochat:"
+    cluster_heartbeat: float = 5.0
 
     @classmethod
     def from_environment(cls, settings=None):
@@ -80,6 +89,11 @@ class Settings:
         if os.environ.get("NEOCHAT_DATA"):
             settings.data_dir = Path(os.environ["NEOCHAT_DATA"])
         return settings
+
+    def node_name(self):
+        """This node's name in a cluster: node_id, else hostname and the
+        first listen port."""
+        return self.node_id or f"{socket.gethostname()}-{self.listen[0].split(':')[1]}"
 
     def database_url(self):
         return self.db_url or os.environ.get(DB_URL_VARIABLE) or ""

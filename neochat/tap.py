@@ -79,6 +79,9 @@ class Options(usage.Options):
         ["file-retention-days", None, 0, "Delete files older than this many days (0: keep forever).", float],
         ["presence-interval", None, 0.5,
          "Seconds between two presence updates (coalesced logins and logouts).", float],
+        ["cluster", None, None,
+         "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
+        ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
         ["behind-deadline", None, 60.0,
          "Seconds a client may stay behind (not reading) before it is dropped; it loses nothing stored.", float],
     ]
@@ -188,6 +191,8 @@ class Options(usage.Options):
             log_format=self["log-format"],
             presence_interval=self["presence-interval"],
             behind_deadline=self["behind-deadline"],
+            cluster=self["cluster"],
+            node_id=self["node-id"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

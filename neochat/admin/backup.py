@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from neochat.admin import client
-from neochat.services.admin import SOCKET_NAME
+from neochat.services.admin import socket_path
 from neochat.store import dialect_from_url
 from neochat.store.admin import connect
 
@@ -51,7 +51,7 @@ def restore(settings, directory):
         manifest = json.loads((directory / MANIFEST).read_text())
     except FileNotFoundError:
         raise ValueError(f"{directory} is not a NeoChat backup (no {MANIFEST})") from None
-    if client.server_running(settings.data_dir / SOCKET_NAME):
+    if client.server_running(socket_path(settings)):
         raise ValueError("the server is running: stop it before restoring")
     dialect = dialect_from_url(settings.database_url(), settings.data_dir)
     if manifest["engine"] != dialect.name:

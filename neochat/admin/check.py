@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from neochat.admin import client
-from neochat.services.admin import SOCKET_NAME
+from neochat.services.admin import socket_path
 from neochat.store import dialect_from_url
 from neochat.store.admin import connect
 from neochat.store.schema import latest_version
@@ -28,7 +28,7 @@ def fine(check, message):
 
 def run_checks(settings):
     """Every check, in order; the configuration parsed already (settings)."""
-    running = client.server_running(settings.data_dir / SOCKET_NAME)
+    running = client.server_running(socket_path(settings))
     results = [fine(CONFIG, "the options and the config file are valid"), data_dir(settings.data_dir),
                database(settings)]
     results += ports(settings) if not running else [fine(PORTS, "held by the running server")]

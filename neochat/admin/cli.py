@@ -19,7 +19,7 @@ from neochat.admin.offline import run_offline
 from neochat.chat.admission import ACCOUNT, ADDRESS
 from neochat.chat.errors import ChatError
 from neochat.config_file import CONFIG_VARIABLE
-from neochat.services.admin import SOCKET_NAME
+from neochat.services.admin import socket_path
 
 OK, REFUSED, USAGE, NOT_RUNNING, CHECK_FAILED, UNUSABLE = 0, 1, 2, 3, 4, 5
 LIVE_ONLY = ("online", "kick")
@@ -156,9 +156,9 @@ def execute(arguments):
         from neochat.admin import backup
         return getattr(backup, arguments.verb)(settings, arguments.directory)
     verb, fields = request_of(arguments)
-    socket_path = settings.data_dir / SOCKET_NAME
+    path = socket_path(settings)
     try:
-        return client.request(socket_path, verb, fields)
+        return client.request(path, verb, fields)
     except client.NoServer as error:
         if verb in LIVE_ONLY:
             raise Failed(f"{verb} needs the running server: {error}", NOT_RUNNING) from None

@@ -21,6 +21,13 @@ from neochat.chat.errors import ChatError
 log = Logger()
 
 SOCKET_NAME = "admin.sock"
+
+
+def socket_path(settings):
+    """The admin socket, in the data dir: one per node of a cluster, whose
+    nodes share the data dir."""
+    name = f"admin-{settings.node_name()}.sock" if settings.cluster else SOCKET_NAME
+    return settings.data_dir / name
 MAX_REQUEST = 64 * 1024
 
 

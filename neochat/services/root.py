@@ -24,7 +24,7 @@ from neochat.chat.transfers import Transfers
 from neochat.services.cell import ANY_INTERFACE, CellService
 from neochat.services.chat import ChatService
 from neochat.services import lifecycle
-from neochat.services.admin import SOCKET_NAME, AdminService
+from neochat.services.admin import AdminService, socket_path
 from neochat.services.ftp import FTPService
 from neochat.services.tls import ssl_files
 from neochat.services.metrics import MetricsService
@@ -73,7 +73,7 @@ class NeoChatService(service.MultiService):
             throttle=Throttle(reactor, settings.throttle),
             tokens=ResumeTokens(load_secret(settings.data_dir / TOKEN_KEY_FILE), reactor, settings.token_lifetime),
         )
-        self.router = LocalRouter()
+        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
@@ -90,6 +90,8 @@ class NeoChatService(service.MultiService):
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
         self.chat.groups.max_members = settings.limits.max_group_size
+        if settings.cluster:
+            self.router.bind(self.chat)
         try:
             self.chat_service = ChatService(self.chat, settings.listen, reactor, settings.limits)
         except Exception as error:
@@ -111,7 +113,7 @@ class NeoChatService(service.MultiService):
             self.store, self.admin_store, self.accounts, self.files,
             Live(self.chat, self.chat_service.factory, self.cell.counters),
         )
-        admin = AdminService(self.administration, settings.data_dir / SOCKET_NAME, reactor)
+        admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
         # web client's WebSockets, chat (their logouts end the calls; chat
         # drains the writes), cell, FTP (whose thread needs the reactor), the timer.
@@ -119,6 +121,8 @@ class NeoChatService(service.MultiService):
                     ("ftp", self.ftp_service), ("file-retention", retention)]
         if settings.metrics:
             children.insert(1, ("metrics", MetricsService(self, settings.metrics, reactor)))
+        if settings.cluster:  # last: the logouts are announced
+            children.append(("cluster", self.router))
         for name, child in children:
             child.setName(name)
             child.setServiceParent(self)
@@ -201,6 +205,14 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def cluster_router(settings, reactor):
+    """Redis is imported only for a cluster."""
+    from neochat.cluster.router import ClusterRouter
+
+    return ClusterRouter(settings.cluster, settings.node_name(), reactor, settings.cluster_prefix,
+                         settings.cluster_heartbeat)
 
 
 def ftp_settings(settings):

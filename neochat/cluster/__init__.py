@@ -1,0 +1,1 @@
+"""Several NeoChat nodes as one: routing and presence through Redis."""
