@@ -111,9 +111,7 @@ class Chat:
         ``resume`` calls this again."""
         session.replaying = True
         try:
-            if self._flush_call is not None:  # what went out before must not come back
-                self._flush_call.cancel()
-                self._flush_written()
+            self._flush_written_now()  # what went out before must not come back
             yield self.store.messages.settled()  # acks and deletes just sent
             while True:
                 session.missed = False
@@ -305,6 +303,12 @@ class Chat:
         written, self._written = self._written, []
         self._track(self.store.messages.delivered(written))
 
+    def _flush_written_now(self):
+        """The flush scheduled for the next turn, now."""
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_written()
+
     # -- internals -------------------------------------------------------
 
     def _require_login(self, session):
@@ -345,8 +349,6 @@ class Chat:
     @defer.inlineCallbacks
     def drain(self):
         """Finish every write already accepted (called before the pool closes)."""
-        if self._flush_call is not None:
-            self._flush_call.cancel()
-            self._flush_written()
+        self._flush_written_now()
         while self._inflight:
             yield defer.DeferredList(list(self._inflight), consumeErrors=True)
