@@ -86,7 +86,9 @@ def serve():
 
 
 class Relay:
-    """The relay subprocess and its command line."""
+    """The relay subprocess and its command line.  What run_step needs of a
+    relay: open_parties, close_parties, stats (a psutil.Process) and rss_mb;
+    bench/turn.py has coturn's."""
 
     def __init__(self):
         env = dict(os.environ, PYTHONPATH=REPO)
@@ -105,6 +107,12 @@ class Relay:
 
     def rss_mb(self):
         return self.stats.memory_info().rss / 2**20
+
+    def open_parties(self, calls):
+        return open_parties(self, calls)
+
+    def close_parties(self, parties):
+        close_parties(self, parties)
 
     def quit(self):
         self.process.stdin.write(b"quit\n")
@@ -148,7 +156,7 @@ def close_parties(relay, parties):
 
 
 def run_step(relay, calls, seconds):
-    parties = open_parties(relay, calls)
+    parties = relay.open_parties(calls)
     selector = selectors.DefaultSelector()
     for sock, _ in parties:
         selector.register(sock, selectors.EVENT_READ)
@@ -181,7 +189,7 @@ def run_step(relay, calls, seconds):
     generator_cpu = 100 * (time.process_time() - generator_cpu) / (time.perf_counter() - start)
     rss = relay.rss_mb()
     selector.close()
-    close_parties(relay, parties)
+    relay.close_parties(parties)
     offered = len(parties) * RATE * seconds
     latencies.sort()
     p99 = latencies[int(0.99 * (len(latencies) - 1))] / 1e9 if latencies else float("inf")
@@ -194,7 +202,7 @@ def run_step(relay, calls, seconds):
 
 def run_flat_out(relay):
     """One call, the caller sending as fast as it can; returns datagrams/s delivered and relay CPU."""
-    (caller, caller_relay), (callee, _) = open_parties(relay, 1)
+    (caller, caller_relay), (callee, _) = relay.open_parties(1)
     callee.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
     payload = bytearray(SIZE)
     received = 0
@@ -210,7 +218,7 @@ def run_flat_out(relay):
     time.sleep(0.1)
     received += drain(callee)
     relay_cpu = relay.stats.cpu_percent(None)
-    close_parties(relay, [(caller, None), (callee, None)])
+    relay.close_parties([(caller, None), (callee, None)])
     return received / FLAT_OUT_SECONDS, relay_cpu
 
 

@@ -20,15 +20,20 @@ the reference stores nothing.  The last column is NeoChat / reference.
 """
 
 import argparse
+import itertools
 import json
+import os
 import resource
+import sys
 import time
+from typing import NamedTuple
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from server import neochat, reference  # bench/server.py
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.server import neochat, reference  # noqa: E402
 
 WINDOW = 100
 LOGINS_IN_FLIGHT = 50
@@ -47,7 +52,7 @@ class Client(Protocol):
         for line in lines:
             message = json.loads(line)
             if message["message_type"] == "word" and self.on_word is not None:
-                self.on_word(message)
+                self.on_word(float(message["content"]))
                 continue
             waiter = self.waiting.pop(message["message_type"], None)
             if waiter is not None:
@@ -59,8 +64,17 @@ class Client(Protocol):
         return d
 
 
+def endpoint(reactor, port, _connections=itertools.count()):
+    """To the server on ``port``, each connection from a loopback address of its
+    own (127.x.y.z): per-address limits such as NeoChat's registrations per
+    hour are for strangers, not for a load generator."""
+    n = next(_connections)
+    source = f"127.{1 + n // 62500}.{n // 250 % 250}.{2 + n % 250}"
+    return TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
+
+
 async def connect(reactor, port, name, presence="delta"):
-    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
+    client = await connectProtocol(endpoint(reactor, port), Client())
     await client.request({"message_type": "register", "username": name, "password": "pw"})
     reply = await client.request({"message_type": "login", "username": name, "password": "pw",
                                   "presence": presence})
@@ -74,10 +88,24 @@ def word(pair):
                        "rece_user": f"{tag}-r{n}", "content": repr(time.perf_counter())}).encode() + b"\n"
 
 
-async def log_in_pairs(reactor, port, pairs, tag):
+class Dialect(NamedTuple):
+    """How the workloads speak to a server: ``connect(reactor, port, name)``
+    registers and logs in an account and returns a Protocol whose ``on_word``
+    is called with each received word's send time; ``word(pair)`` is the bytes
+    of one private message from ``<tag>-s<n>`` to ``<tag>-r<n>`` carrying
+    ``time.perf_counter()``."""
+    connect: object
+    word: object
+
+
+SEED = Dialect(connect, word)
+
+
+async def log_in_pairs(reactor, dialect, port, pairs, tag):
     """Accounts ``<tag>s<n>`` sending to ``<tag>r<n>``."""
-    senders = [await connect(reactor, port, f"{tag}s{n}") for n in range(pairs)]
-    return [(f"{tag}{n}", senders[n], await connect(reactor, port, f"{tag}r{n}")) for n in range(pairs)]
+    senders = [await dialect.connect(reactor, port, f"{tag}s{n}") for n in range(pairs)]
+    return [(f"{tag}{n}", senders[n], await dialect.connect(reactor, port, f"{tag}r{n}"))
+            for n in range(pairs)]
 
 
 class Meter:
@@ -99,8 +127,8 @@ class Meter:
         times = self.server.cpu_times()
         return times.user + times.system
 
-    def received(self, message):
-        self.latencies.append(time.perf_counter() - float(message["content"]))
+    def received(self, sent_at):
+        self.latencies.append(time.perf_counter() - sent_at)
 
     def result(self):
         latencies = sorted(self.latencies) or [float("nan")]
@@ -114,20 +142,20 @@ class Meter:
         }
 
 
-async def flat_out(reactor, port, server, pairs, seconds):
+async def flat_out(reactor, dialect, port, server, pairs, seconds):
     """Each sender keeps WINDOW messages in flight."""
-    clients = await log_in_pairs(reactor, port, pairs, f"flat{pairs}-")
+    clients = await log_in_pairs(reactor, dialect, port, pairs, f"flat{pairs}-")
     meter = Meter(server)
     deadline = time.perf_counter() + seconds
     for n, sender, receiver in clients:
-        def received(message, n=n, sender=sender):
-            meter.received(message)
+        def received(sent_at, n=n, sender=sender):
+            meter.received(sent_at)
             if time.perf_counter() < deadline:
-                sender.transport.write(word(n))
+                sender.transport.write(dialect.word(n))
         receiver.on_word = received
     meter.start()
     for n, sender, _ in clients:
-        sender.transport.writeSequence([word(n) for _ in range(WINDOW)])
+        sender.transport.writeSequence([dialect.word(n) for _ in range(WINDOW)])
     await task.deferLater(reactor, seconds, lambda: None)
     meter.stop()
     result = meter.result()
@@ -145,9 +173,9 @@ async def drained(reactor, meter):
             return
 
 
-async def steady(reactor, port, server, pairs, rate, seconds):
+async def steady(reactor, dialect, port, server, pairs, rate, seconds):
     """``rate`` messages per second in all, round robin over the pairs."""
-    clients = await log_in_pairs(reactor, port, pairs, f"steady{rate}-")
+    clients = await log_in_pairs(reactor, dialect, port, pairs, f"steady{rate}-")
     meter = Meter(server)
     for _, _, receiver in clients:
         receiver.on_word = meter.received
@@ -159,7 +187,7 @@ async def steady(reactor, port, server, pairs, rate, seconds):
         sent[0] += per_tick
         while sent[1] < int(sent[0]):
             n, sender, _ = clients[sent[1] % len(clients)]
-            sender.transport.write(word(n))
+            sender.transport.write(dialect.word(n))
             sent[1] += 1
 
     loop = task.LoopingCall(send)
@@ -174,7 +202,7 @@ async def steady(reactor, port, server, pairs, rate, seconds):
     return meter.result()
 
 
-async def idle_logins(reactor, port, server, count):
+async def idle_logins(reactor, dialect, port, server, count):
     """Logins/s for each thousand, and memory per logged-in connection."""
     rss_before = server.memory_info().rss
     clients, rates = [], []
@@ -182,7 +210,7 @@ async def idle_logins(reactor, port, server, count):
     for start in range(0, count, LOGINS_IN_FLIGHT):
         batch = range(start, min(count, start + LOGINS_IN_FLIGHT))
         clients += await defer.gatherResults(
-            [defer.ensureDeferred(connect(reactor, port, f"idle{n}")) for n in batch])
+            [defer.ensureDeferred(dialect.connect(reactor, port, f"idle{n}")) for n in batch])
         if len(clients) % 1000 == 0 or len(clients) == count:
             now = time.perf_counter()
             rates.append((len(clients), (len(clients) - 1000 * len(rates) if len(clients) % 1000 else 1000)
@@ -202,16 +230,58 @@ def close(clients):
         client.transport.loseConnection()
 
 
-async def run_all(reactor, args, port, server):
+async def run_all(reactor, args, dialect, port, server):
     results = {}
     for pairs in args.pairs:
-        results[f"{pairs} pairs flat out"] = await flat_out(reactor, port, server, pairs, args.seconds)
+        results[f"{pairs} pairs flat out"] = await flat_out(reactor, dialect, port, server, pairs, args.seconds)
     if args.rate:
         results[f"steady {args.rate} msgs/s, {args.steady_pairs} pairs"] = await steady(
-            reactor, port, server, args.steady_pairs, args.rate, args.seconds)
+            reactor, dialect, port, server, args.steady_pairs, args.rate, args.seconds)
     if args.idle:
-        results[f"{args.idle} idle logins"] = await idle_logins(reactor, port, server, args.idle)
+        results[f"{args.idle} idle logins"] = await idle_logins(reactor, dialect, port, server, args.idle)
     return results
+
+
+def measure(serve, dialect, args):
+    """The workloads of ``args`` against the server that ``serve()`` starts (a
+    context manager yielding its port and psutil.Process), spoken in
+    ``dialect``: {workload: {metric: value}}.  The load generator is a child
+    process (task.react stops the reactor for good) pinned to BENCH_CPU."""
+    import multiprocessing
+
+    def child(queue):
+        pin_load_generator()
+        holder = {}
+
+        async def go(reactor):
+            with serve() as (port, server):
+                holder["results"] = await run_all(reactor, args, dialect, port, server)
+
+        try:
+            task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
+        except SystemExit:
+            pass
+        queue.put(holder.get("results", {}))
+
+    queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=child, args=(queue,))
+    process.start()
+    results = queue.get()
+    process.join()
+    return results
+
+
+def pin_load_generator():
+    """This process (the load generator) on BENCH_CPU, with the descriptor
+    limit raised to the hard limit for it and the servers it starts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        import psutil
+
+        psutil.Process().cpu_affinity([BENCH_CPU])
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def table(neo, ref, db):
@@ -236,40 +306,10 @@ def main():
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the servers inherit it
-    try:
-        import psutil
-
-        psutil.Process().cpu_affinity([BENCH_CPU])
-    except (AttributeError, OSError, ValueError):
-        pass
-
-    # task.react stops the reactor for good: each server gets its own process.
-    import multiprocessing
-
-    def child(kind, queue):
-        context = neochat(*(["--db", args.db] if args.db else []), cpu=SERVER_CPU) if kind == "neochat" \
-            else reference(cpu=SERVER_CPU)
-        holder = {}
-
-        async def go(reactor):
-            with context as (port, server):
-                holder["results"] = await run_all(reactor, args, port, server)
-
-        try:
-            task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
-        except SystemExit:
-            pass
-        queue.put(holder.get("results", {}))
-
-    results = {}
-    for kind in ["neochat"] + ([] if args.no_reference else ["reference"]):
-        queue = multiprocessing.Queue()
-        process = multiprocessing.Process(target=child, args=(kind, queue))
-        process.start()
-        results[kind] = queue.get()
-        process.join()
+    servers = {"neochat": lambda: neochat(*(["--db", args.db] if args.db else []), cpu=SERVER_CPU)}
+    if not args.no_reference:
+        servers["reference"] = lambda: reference(cpu=SERVER_CPU)
+    results = {kind: measure(serve, SEED, args) for kind, serve in servers.items()}
     db = "MariaDB" if args.db.startswith(("mysql", "mariadb")) else "SQLite"
     print(table(results["neochat"], results.get("reference", {}), db))
 

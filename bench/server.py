@@ -41,7 +41,7 @@ def neochat(*options, cpu=None, **popen):
                    "--argon2-time-cost", "1", "--argon2-memory", "1024",
                    # one load generator on one address, faster than any person
                    *UNLIMITED, *options]
-        with _running(command, port, cpu, f"see {data_dir}/log", **popen) as server:
+        with serving(command, port, cpu, f"see {data_dir}/log", **popen) as server:
             yield port, server
 
 
@@ -50,16 +50,18 @@ def reference(cpu=None):
     """The bare line router (bench/reference_router.py): (port, process)."""
     port = free_port()
     command = [sys.executable, str(Path(__file__).with_name("reference_router.py")), str(port)]
-    with _running(command, port, cpu, "the reference router") as server:
+    with serving(command, port, cpu, "the reference router") as server:
         yield port, server
 
 
 @contextlib.contextmanager
-def _running(command, port, cpu, where, **popen):
+def serving(command, port, cpu, where, **popen):
+    """Runs ``command`` until the block ends, pinned to ``cpu`` if given, once
+    ``port`` accepts connections on 127.0.0.1: yields its psutil.Process."""
+    if cpu is not None:  # taskset, so that threads started at once are pinned too
+        command = ["taskset", "-c", str(cpu), *command]
     process = subprocess.Popen(command, **popen)
     try:
-        if cpu is not None:
-            psutil.Process(process.pid).cpu_affinity([cpu])
         deadline = time.monotonic() + 30
         while True:
             try:
