@@ -54,10 +54,11 @@ def results(args, nodes, cluster):
                 "--db", args.db, *(["--cluster", args.redis, "--node-id", f"bench-{run_id}-{n}"] if cluster else []),
                 cpu=bench_chat.SERVER_CPU)) for n in range(nodes)]
             ports = [port for port, _ in started]
-            bench_chat.log_in_pairs = lambda reactor, _, pairs, tag: log_in_across(reactor, ports, pairs, f"{run_id}{tag}")
+            bench_chat.log_in_pairs = lambda reactor, _dialect, _port, pairs, tag: log_in_across(
+                reactor, ports, pairs, f"{run_id}{tag}")
             server = Nodes([process for _, process in started])
             for pairs in args.pairs:
-                holder[pairs] = await bench_chat.flat_out(reactor, None, server, pairs, args.seconds)
+                holder[pairs] = await bench_chat.flat_out(reactor, bench_chat.SEED, None, server, pairs, args.seconds)
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
