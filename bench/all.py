@@ -72,22 +72,24 @@ def relay(args, mariadb):
 
 
 def sweep(server, args):
-    best, held = 0, None
+    """The largest step held, what stopped the next one, and one call flat out."""
+    held = stopped = None
     for calls in (step for step in bench_cell.STEPS if step <= args.max_calls):
         step = bench_cell.run_step(server, calls, args.relay_seconds)
         if not step["held"]:
+            stopped = step
             break
-        best, held = calls, step
+        held = step
     rate, cpu = bench_cell.run_flat_out(server)
+    sweep = {"calls held": held["calls"] if held else 0}
+    for name, step in (("held", held), ("next step", stopped)):
+        if step:
+            sweep.update({f"{name}: p99 ms": step["p99"] * 1000, f"{name}: loss %": step["loss"] * 100,
+                          f"{name}: relay CPU %": step["relay_cpu"]})
+    sweep["next step: calls"] = stopped["calls"] if stopped else None
     party = f"{bench_cell.RATE} × {bench_cell.SIZE} B/s per party"
-    return {
-        f"relay sweep ({party})": {
-            "calls held": best,
-            "p99 ms at that": held["p99"] * 1000 if held else None,
-            "relay CPU % at that": held["relay_cpu"] if held else None,
-        },
-        "relay, one call flat out": {"datagrams/s": rate, "relay CPU %": cpu},
-    }
+    return {f"relay sweep ({party})": sweep,
+            "relay, one call flat out": {"datagrams/s": rate, "relay CPU %": cpu}}
 
 
 def ftp(args, mariadb):
