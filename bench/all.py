@@ -7,7 +7,7 @@ result as it comes, then a markdown table with the ratios NeoChat / other
 and the machine it ran on.  A script, not a test.
 
     python -m bench.all [--only chat relay ftp] [--pairs 10 100] [--seconds 5]
-                        [--rate 2000] [--idle 1000] [--mariadb URL] [--markdown FILE]
+                        [--rate 2000] [--idle 1000] [--mariadb URL] [--repeat N] [--markdown FILE]
 
 Workloads (defaults take about ten minutes on 2 busy cores):
 
@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -156,9 +157,11 @@ def mariadb_database(url):
 
 def table(results):
     """{target: {workload: {metric: value}}} as markdown: a column per target,
-    the NeoChat columns first; other cells carry NeoChat / it in parentheses."""
+    the NeoChat columns and the reference first; other cells carry NeoChat / it
+    in parentheses."""
     bases = [name for name in (NEOCHAT, MARIADB) if name in results]
-    names = bases + [name for name in results if name not in bases]
+    first = [name for name in (*bases, REFERENCE) if name in results]
+    names = first + [name for name in results if name not in first]
     rows = []
     for name in names:
         for workload, metrics in results[name].items():
@@ -176,6 +179,12 @@ def table(results):
             cells.append(cell)
         lines.append(f"| {workload} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def median(values):
+    """Of the values that are not None (a relay that held no step has no p99 there)."""
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
 
 
 def number(value):
@@ -217,19 +226,26 @@ def main():
     parser.add_argument("--ftp-rounds", type=int, default=3)
     parser.add_argument("--mariadb", default=os.environ.get("NEOCHAT_TEST_MYSQL", TEST_MARIADB),
                         help="a MariaDB server URL where a throwaway database can be created ('': none)")
+    parser.add_argument("--repeat", type=int, default=1, help="run everything N times; the table has medians")
     parser.add_argument("--markdown", help="also write the table, the machine and the date to this file")
     args = parser.parse_args()
 
     started, load_before = datetime.datetime.now(datetime.timezone.utc), load()
-    results = {}
-    for workload in args.only:
-        with mariadb_database(args.mariadb) as mariadb:
-            for name, metrics in WORKLOADS[workload](args, mariadb).items():
-                results.setdefault(name, {}).update(metrics)
+    runs = {}  # {target: {workload: {metric: [value of each run]}}}
+    for _ in range(args.repeat):
+        for workload in args.only:
+            with mariadb_database(args.mariadb) as mariadb:
+                for name, measured in WORKLOADS[workload](args, mariadb).items():
+                    for title, metrics in measured.items():
+                        for metric, value in metrics.items():
+                            runs.setdefault(name, {}).setdefault(title, {}).setdefault(metric, []).append(value)
+    results = {name: {title: {metric: median(values) for metric, values in metrics.items()}
+                      for title, metrics in measured.items()} for name, measured in runs.items()}
     report = "\n".join([
         f"{started:%Y-%m-%d %H:%M} UTC, {machine()}; load average {load_before} at the start, "
         f"{load()} at the end (1, 5, 15 min).",
-        "Server and load generator pinned to one core each (FTP unpinned); in parentheses, NeoChat SQLite"
+        (f"Medians of {args.repeat} runs. " if args.repeat > 1 else "")
+        + "Server and load generator pinned to one core each (FTP unpinned); in parentheses, NeoChat SQLite"
         + (" / NeoChat MariaDB" if MARIADB in results else "") + " divided by that column "
         "(for ms, µs, KB and CPU % lower is better).",
         "",
