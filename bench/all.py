@@ -84,9 +84,8 @@ def sweep(server, args):
     rate, cpu = bench_cell.run_flat_out(server)
     sweep = {"calls held": held["calls"] if held else 0}
     for name, step in (("held", held), ("next step", stopped)):
-        if step:
-            sweep.update({f"{name}: p99 ms": step["p99"] * 1000, f"{name}: loss %": step["loss"] * 100,
-                          f"{name}: relay CPU %": step["relay_cpu"]})
+        for metric, key, scale in (("p99 ms", "p99", 1000), ("loss %", "loss", 100), ("relay CPU %", "relay_cpu", 1)):
+            sweep[f"{name}: {metric}"] = step[key] * scale if step else None
     sweep["next step: calls"] = stopped["calls"] if stopped else None
     party = f"{bench_cell.RATE} × {bench_cell.SIZE} B/s per party"
     return {f"relay sweep ({party})": sweep,
@@ -162,10 +161,9 @@ def table(results):
     bases = [name for name in (NEOCHAT, MARIADB) if name in results]
     first = [name for name in (*bases, REFERENCE) if name in results]
     names = first + [name for name in results if name not in first]
-    rows = []
-    for name in names:
-        for workload, metrics in results[name].items():
-            rows += [(workload, metric) for metric in metrics if (workload, metric) not in rows]
+    workloads = list(dict.fromkeys(workload for name in names for workload in results[name]))
+    rows = [(workload, metric) for workload in workloads for metric in dict.fromkeys(
+        metric for name in names for metric in results[name].get(workload, {}))]
     lines = ["| workload | metric | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for workload, metric in rows:
         cells = []
