@@ -102,7 +102,7 @@ class NeoChatService(service.MultiService):
         self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         try:
             self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins,
-                                          counter=self.chat_service.factory.counter)
+                                          counter=self.chat_service.factory.counter, limits=settings.limits)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --http {' '.join(settings.http)}: {error}",
