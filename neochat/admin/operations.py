@@ -38,7 +38,7 @@ class Live:
     """The running server's parts the live verbs need."""
 
     chat: object  # neochat.chat.domain.Chat
-    connections: object  # the chat factory: .connections, each with .transport
+    connections: tuple  # services.listening.Connections of the message port and the WebSocket gateway
     calls: object  # callable: {"calls": n, ...relay counters}
 
 
@@ -143,17 +143,19 @@ class Administration:
             raise BadRequest(f"not an IP address or network: {target}") from None
 
     def _drop_banned(self, kind, target):
-        """Kick the banned account, or close every connection from the network."""
+        """Kick the banned account, or refuse every open connection, TCP or
+        WebSocket, from the network (403 address banned)."""
         if self.live is None:
             return 0
         if kind == ACCOUNT:
             return int(self._kick(target, "account banned"))
         admission = self.accounts.admission
         dropped = 0
-        for connection in list(self.live.connections.connections):
-            if admission.address_banned(connection.transport.getPeer().host):
-                connection.transport.loseConnection()
-                dropped += 1
+        for connections in self.live.connections:
+            for connection in connections:
+                if admission.address_banned(connection.transport.getPeer().host):
+                    connection.refuse(403, "address banned")
+                    dropped += 1
         return dropped
 
     @defer.inlineCallbacks
@@ -223,7 +225,7 @@ class Administration:
         counts = yield self.admin_store.counts(int(midnight * 1000))
         if self.live:
             counts["online"] = len(self.live.chat.router.online_accounts())
-            counts["connections"] = len(self.live.connections.connections)
+            counts["connections"] = sum(len(connections) for connections in self.live.connections)
             counts.update(self.live.calls())
         return counts
 

@@ -111,7 +111,8 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.chat, self.chat_service.factory, self.cell.counters),
+            Live(self.chat, (self.chat_service.factory.connections, self.web_service.site.gateway.connections),
+                 self.cell.counters),
         )
         admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
