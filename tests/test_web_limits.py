@@ -146,3 +146,14 @@ async def test_websockets_and_tcp_share_the_per_address_cap(serve):
     await again.register_and_login("bob")
     tcp.close()
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_websockets_and_tcp_share_the_total_cap(serve):
+    server = await serve(connections_total=2, connections_per_address=0)
+    tcp = await server.client()
+    ws = await WsClient.connect(server.http_port)
+    full = await threads.deferToThread(handshake, server.http_port, None)
+    assert " 503 " in full + " "
+    await ws.register_and_login("alice")  # the admitted ones work
+    await tcp.register_and_login("bob")
