@@ -54,7 +54,10 @@ class JsonDialect(Dialect):
         self.decoder.feed(data)
 
     def next_item(self):
-        return self.decoder.next_item()
+        item = self.decoder.next_item()
+        if item is None and self._input_ended:
+            item = self.decoder.cut_short()  # a half-close inside an object is answered
+        return item
 
     def buffered(self):
         return self.decoder.buffered()
