@@ -1,6 +1,7 @@
 """Settings: everything the command line, a .tac file or a test can set."""
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,16 @@ from neochat.services.ftp import FtpSettings
 from neochat.services.limits import Limits
 
 DB_URL_VARIABLE = "NEOCHAT_DB"
+
+
+def listen_port(description):
+    """The port of an endpoint description (``tcp:7000``, ``ssl:port=7000:...``,
+    ``unix:/run/neochat.sock``), made safe for a file name."""
+    arguments = description.split(":")[1:]
+    named = [argument[len("port="):] for argument in arguments if argument.startswith("port=")]
+    positional = [argument for argument in arguments if "=" not in argument]
+    port = (named or positional or [description])[0]
+    return re.sub(r"[^A-Za-z0-9.-]", "_", port.strip("/"))
 
 
 @dataclass
@@ -93,7 +104,7 @@ class Settings:
     def node_name(self):
         """This node's name in a cluster: node_id, else hostname and the
         first listen port."""
-        return self.node_id or f"{socket.gethostname()}-{self.listen[0].split(':')[1]}"
+        return self.node_id or f"{socket.gethostname()}-{listen_port(self.listen[0])}"
 
     def database_url(self):
         return self.db_url or os.environ.get(DB_URL_VARIABLE) or ""
