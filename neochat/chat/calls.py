@@ -11,11 +11,12 @@ docs/protocol.md ("Calls") describes the limits, timeouts and reasons.
 
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from twisted.logger import Logger
 
 from neochat.chat.errors import ChatError
+from neochat.chat.overrides import override
 
 KINDS = ("voice", "call", "videocall")
 REQUESTED, ACCEPTED, CLOSED = "requested", "accepted", "closed"
@@ -72,25 +73,8 @@ class CallLimits:
         return self.video if kind == "videocall" else self.audio
 
     def override(self, name, text):
-        """A copy with one limit changed: ``idle_timeout``, ``audio.max_datagram``...
-        Raises ValueError for an unknown name or a bad number."""
-        group, _, caps_field = name.partition(".")
-        if caps_field:
-            if group not in ("audio", "video") or caps_field not in MediaCaps.__dataclass_fields__:
-                raise ValueError(f"unknown call limit {name!r}")
-            caps = getattr(self, group)
-            value = _number(text, type(getattr(caps, caps_field)))
-            return replace(self, **{group: replace(caps, **{caps_field: value})})
-        if name not in self.__dataclass_fields__ or name in ("audio", "video"):
-            raise ValueError(f"unknown call limit {name!r}")
-        return replace(self, **{name: _number(text, type(getattr(self, name)))})
-
-
-def _number(text, kind):
-    value = kind(text)
-    if value < 0:
-        raise ValueError(f"a limit cannot be negative: {text}")
-    return value
+        """A copy with one limit changed: ``idle_timeout``, ``audio.max_datagram``..."""
+        return override(self, name, text, "call limit")
 
 
 class TokenBucket:
