@@ -72,6 +72,18 @@ return {live, pairs}
 """
 
 
+# The live nodes, now.
+LIVE_NODES = """
+local live = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. 'alive:' .. node) == 1 then
+    live[#live + 1] = node
+  end
+end
+return live
+"""
+
+
 class ClusterRouter(service.Service):
     def __init__(self, url, node_id, reactor, prefix="neochat:", heartbeat=HEARTBEAT,
                  ask_timeout=ASK_TIMEOUT, max_clip=MAX_CLIP):
@@ -198,11 +210,14 @@ class ClusterRouter(service.Service):
     def answer(self, op, handler):
         self.asking.answer(op, handler)
 
+    @defer.inlineCallbacks
     def ask_everywhere(self, op, **args):
-        """Deferred of [(node, success, result or Failure)] from every live node."""
-        nodes = self.live_nodes()
-        asked = defer.DeferredList([self.ask(node, op, **args) for node in nodes], consumeErrors=True)
-        return asked.addCallback(lambda results: [(node, ok, value) for node, (ok, value) in zip(nodes, results)])
+        """[(node, success, result or Failure)] from every node alive now."""
+        asked = self.redis.commands.execute_command("EVAL", LIVE_NODES, "1", self._key("nodes"), self.prefix)
+        live = yield asked.addTimeout(self.asking.timeout, self.reactor)  # Redis may be away
+        nodes = sorted(set(live) | {self.node_id})
+        results = yield defer.DeferredList([self.ask(node, op, **args) for node in nodes], consumeErrors=True)
+        return [(node, ok, value) for node, (ok, value) in zip(nodes, results)]
 
     def broadcast(self, event, exclude=None):
         for account, session in list(self._local.items()):
