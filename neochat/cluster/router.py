@@ -214,7 +214,10 @@ class ClusterRouter(service.Service):
     def ask_everywhere(self, op, **args):
         """[(node, success, result or Failure)] from every node alive now."""
         asked = self.redis.commands.execute_command("EVAL", LIVE_NODES, "1", self._key("nodes"), self.prefix)
-        live = yield asked.addTimeout(self.asking.timeout, self.reactor)  # Redis may be away
+        try:
+            live = yield asked.addTimeout(self.asking.timeout, self.reactor)
+        except defer.TimeoutError:
+            raise ChatError("Redis did not answer", 503) from None
         nodes = sorted(set(live) | {self.node_id})
         results = yield defer.DeferredList([self.ask(node, op, **args) for node in nodes], consumeErrors=True)
         return [(node, ok, value) for node, (ok, value) in zip(nodes, results)]
