@@ -64,7 +64,8 @@ class ClusterCalls(Calls):
         key = new_key()
         callee_ip = yield self._ring_remote(node, key, caller, callee, keyed=False)
         try:
-            self._start_voice(_account(session), session.peer_host, callee, callee_ip, key=key)
+            _account(session)  # still logged in after the wait
+            self._start_voice(caller, session.peer_host, callee, callee_ip, key=key)
         except ChatError:
             self._forget_remote(key)
             raise
@@ -148,7 +149,7 @@ class ClusterCalls(Calls):
         session = self.router.session_of(callee)
         if session is None or not session.logged_in or session.closed:
             raise friend_offline()
-        live = set(self.router.live_nodes())
+        live = set(self.router.live_nodes()) | {node}  # a dead node's calls are forgotten
         calls = {k: call for k, call in self._remote.get(callee, {}).items() if call.node in live}
         if len(calls) + len(self.registry.calls_of(callee)) >= self.registry.limits.max_calls_per_user:
             raise CallError("busy")
