@@ -3,7 +3,7 @@ cluster (neochat/cluster/calls.py): the node that issued the key relays
 both ways over real UDP."""
 
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from neochat.services.relay import parse_fields
 from tests.test_calls import A, B, header, voice
@@ -171,3 +171,25 @@ def test_a_voice_clip_reaches_a_friend_on_another_node_up_to_the_limit(cluster):
     assert (yield wait_until(lambda: not n0.root.router.is_online(B)))
     reply = yield a.request(header("voice", A, friends=B), b"short")
     assert (reply["stat"], reply["reason"]) == ("480", "friend offline")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_callees_node_that_does_not_answer_fails_the_request_and_leaves_no_call(cluster):
+    n0, n1, _ = cluster.nodes
+    alice, bob = yield on_two_nodes(cluster, "alice", "bob")
+    n0.root.router.asking.timeout = 0.5
+    n1.root.router.answer("call_ring", lambda node, **request: defer.Deferred())  # n1 hangs
+    reply = yield alice.request(voice("request", rece_user="bob"))
+    assert reply == voice("fail", reason="node n1 did not answer")
+    assert len(n0.root.cell.registry) == 0
+    alice.send({"message_type": "word", "send_user": "alice", "rece_user": "bob", "content": "still served"})
+    assert (yield bob.next("word"))["content"] == "still served"
+
+
+def test_the_clip_limit_option_reaches_the_router():
+    from neochat.services.root import cluster_router
+    from neochat.tap import Options
+
+    options = Options()
+    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--cluster-max-clip", "8"])
+    assert cluster_router(options.settings(), reactor).max_clip == 8 * 1024
