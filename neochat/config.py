@@ -76,11 +76,15 @@ class Settings:
     # Several nodes as one (docs/scaling.md): a redis:// URL, or None for a
     # single node without Redis.  node_id None: hostname and first listen
     # port.  Keys and channels are under cluster_prefix; a node is dead after
-    # three cluster_heartbeat seconds without a heartbeat.
+    # three cluster_heartbeat seconds without a heartbeat, and a request to
+    # another node fails after cluster_ask_timeout seconds.  A voice clip to
+    # an account on another node may have cluster_max_clip bytes (413 past).
     cluster: str = None
     node_id: str = None
     cluster_prefix: str = "neochat:"
     cluster_heartbeat: float = 5.0
+    cluster_ask_timeout: float = 5.0
+    cluster_max_clip: int = 1024 * 1024
 
     @classmethod
     def from_environment(cls, settings=None):

@@ -83,6 +83,8 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
         ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
+        ["cluster-max-clip", None, 1024,
+         "Largest voice clip, in KiB, to an account on another node of the cluster (413 past it).", int],
         ["behind-deadline", None, 60.0,
          "Seconds a client may stay behind (not reading) before it is dropped; it loses nothing stored.", float],
     ]
@@ -208,6 +210,7 @@ class Options(usage.Options):
             behind_deadline=self["behind-deadline"],
             cluster=self["cluster"],
             node_id=self["node-id"],
+            cluster_max_clip=self["cluster-max-clip"] * 1024,
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

@@ -226,7 +226,7 @@ class CallRegistry:
             raise CallError("rate_limited")
         if len(self._unclaimed) >= self.limits.unclaimed_keys_total:
             raise CallError("server_full")
-        key = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
+        key = new_key()
         self._unclaimed[key] = UnclaimedKey(caller, callee, kind, source_ip, self.clock.seconds())
         self._unclaimed_by_ip[source_ip] = self._unclaimed_by_ip.get(source_ip, 0) + 1
         return key
@@ -270,7 +270,7 @@ class CallRegistry:
             raise CallError("server_full")
         if self._busy(caller) or self._busy(callee):
             raise CallError("busy")
-        key = key or secrets.token_urlsafe(16)
+        key = key or new_key()
         call = Call(key, caller, callee, kind, media, self.limits.caps_for(kind), self.clock.seconds())
         self._calls[key] = call
         for account in (caller, callee):
@@ -369,6 +369,11 @@ class CallRegistry:
         call.cleanups.clear()
         if notify and self.on_call_ended is not None:
             _run_safely(self.on_call_ended, call, reason)
+
+
+def new_key():
+    """A call key: 128 random bits, 22 characters."""
+    return secrets.token_urlsafe(16)
 
 
 def _check_parties(caller, callee, kind):
