@@ -20,7 +20,6 @@ the reference stores nothing.  The last column is NeoChat / reference.
 """
 
 import argparse
-import itertools
 import json
 import os
 import resource
@@ -64,17 +63,8 @@ class Client(Protocol):
         return d
 
 
-def endpoint(reactor, port, _connections=itertools.count()):
-    """To the server on ``port``, each connection from a loopback address of its
-    own (127.x.y.z): per-address limits such as NeoChat's registrations per
-    hour are for strangers, not for a load generator."""
-    n = next(_connections)
-    source = f"127.{1 + n // 62500}.{n // 250 % 250}.{2 + n % 250}"
-    return TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=(source, 0))
-
-
 async def connect(reactor, port, name, presence="delta"):
-    client = await connectProtocol(endpoint(reactor, port), Client())
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
     await client.request({"message_type": "register", "username": name, "password": "pw"})
     reply = await client.request({"message_type": "login", "username": name, "password": "pw",
                                   "presence": presence})

@@ -26,10 +26,10 @@ import tempfile
 import time
 
 from twisted.internet import defer
-from twisted.internet.endpoints import connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
-from bench.bench_chat import Dialect, endpoint
+from bench.bench_chat import Dialect
 from bench.server import free_port, serving
 
 DOMAIN = "localhost"
@@ -88,7 +88,7 @@ class Client(Protocol):
 
 
 async def connect(reactor, port, name):
-    client = await connectProtocol(endpoint(reactor, port), Client())
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
     await client.expect(STREAM, FEATURES)
     reply = await client.expect(
         b"<iq type='set' id='reg'><query xmlns='jabber:iq:register'>"
