@@ -9,7 +9,7 @@ and the machine it ran on.  A script, not a test.
     python -m bench.all [--only chat relay ftp] [--pairs 10 100] [--seconds 5]
                         [--rate 2000] [--idle 1000] [--mariadb URL] [--repeat N] [--markdown FILE]
 
-Workloads (defaults take about ten minutes on 2 busy cores):
+Workloads (one pass of the defaults takes about five minutes on 2 busy cores):
 
 - chat (bench/bench_chat.py): pairs flat out, a steady rate, idle logins;
   against the bare line router (bench/reference_router.py), Prosody and
@@ -57,9 +57,9 @@ def chat(args, mariadb):
 
 def relay(args, mariadb):
     """The relay does not touch the database: one NeoChat column."""
-    relays = {NEOCHAT: bench_cell.Relay}
+    relays = {NEOCHAT: bench_cell.Relay}  # one thread: pinned once started
     if turn.installed():
-        relays["coturn"] = turn.Coturn
+        relays["coturn"] = lambda: turn.Coturn(cpu=SERVER_CPU)  # its relay threads too
     results = {}
     with pinned(BENCH_CPU):
         for name, start in relays.items():

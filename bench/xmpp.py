@@ -63,8 +63,8 @@ class Client(Protocol):
 
     def expect(self, request, pattern):
         """Sends ``request``; fires with the match of ``pattern`` in what comes back."""
-        self.waiting = pattern, defer.Deferred()
-        waiter = self.waiting[1]
+        waiter = defer.Deferred()
+        self.waiting = pattern, waiter
         self.transport.write(request)
         self._match()
         return waiter
