@@ -7,6 +7,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from neochat.chat import audit
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
 from neochat.services.listening import Connections, ListeningService
@@ -58,7 +59,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
         else:
             self._before_login += len(data)
             if self.limits.bytes_before_login and self._before_login > self.limits.bytes_before_login:
-                self.refuse(413, "too much data before login")
+                self.refuse(413, "too much data before login", "bytes_before_login")
                 return
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
@@ -79,7 +80,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
         )
         set_frame_limits(self.dialect.decoder, self.limits, logged_in=False)
         if self.limits.messages_per_second or self.limits.bytes_per_second:
-            self.pacer = Pacer(self.limits, self.factory.clock)
+            self.pacer = Pacer(self.limits, self.factory.clock, self.address)
             self.pacer.wake = self.dialect.resume
         self.dialect.watch(self)
 
@@ -108,11 +109,16 @@ class ChatProtocol(Protocol, TimeoutMixin):
         self._notice_login()
         if self._logged_in and not was_logged_in:
             return  # logged in since the last byte: the idle clock runs now
-        self.refuse(408, "idle timeout" if self._logged_in else "login timeout")
+        if self._logged_in:
+            self.refuse(408, "idle timeout", "idle_timeout")
+        else:
+            self.refuse(408, "login timeout", "login_timeout")
 
-    def refuse(self, stat, reason):
+    def refuse(self, stat, reason, limit):
         """One error line in the connection's dialect (the header dialect if
-        it has sent nothing yet), then close."""
+        it has sent nothing yet), then close: ``limit`` tripped."""
+        account = self.dialect.session.account if self.dialect is not None else None
+        audit.limit_tripped(limit, self.address, account)
         self._refused = True
         self.setTimeout(None)
         self.transport.write(error_frame(isinstance(self.dialect, JsonDialect), stat, reason))
