@@ -29,6 +29,7 @@ from neochat.store import Database, dialect_from_url
 from neochat.store.files import FileStore
 from neochat.store.schema import upgrade
 from neochat.store.users import UserStore
+from tests.conftest import Tripped
 
 ALICE, BOB, CAROL = "+86101", "+8200001", "carol"
 PASSWORDS = {ALICE: "alice-pw", BOB: "bob-pw", CAROL: "carol-pw"}
@@ -351,8 +352,10 @@ def test_only_the_owner_deletes_and_nothing_is_renamed_or_appended(world):
 def test_max_file_size_is_enforced_while_streaming(world):
     yield world.start_ftp(max_file_size=1000)
     name = yield world.session(store, "ok.bin", b"x" * 1000)
+    tripped = Tripped()
     reply = yield world.session(lambda ftp: refused(upload, ftp, "STOR big.bin", b"x" * 200_000))
     assert reply.startswith("552") and "1000-byte limit" in reply
+    assert tripped["max_file_size"] == 1
     assert world.visible() == [name] and world.partials() == []
     assert (yield world.rows()) == [name]
 
@@ -368,8 +371,10 @@ def test_quota_is_enforced_while_streaming_and_before(world):
         full = refused(ftp.sendcmd, "STOR d.bin")  # refused before any data
         return names, over, full
 
+    tripped = Tripped()
     names, over, full = yield world.session(fill)
     assert over.startswith("552") and full.startswith("552") and "quota" in full
+    assert tripped["user_quota"] == 2
     assert world.visible() == sorted(names) and world.partials() == []
     assert (yield world.rows()) == sorted(names)
     bobs = yield world.session(store, "bob.bin", b"x" * 3000, account=BOB)  # a quota each

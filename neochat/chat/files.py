@@ -59,11 +59,15 @@ class UploadRefused(OSError):
 
 
 class FileTooLarge(UploadRefused):
+    limit = "max_file_size"  # its name in the metrics and logs (audit.limit_tripped)
+
     def __init__(self, limit):
         super().__init__(errno.EFBIG, f"file larger than the {limit}-byte limit")
 
 
 class QuotaExceeded(UploadRefused):
+    limit = "user_quota"
+
     def __init__(self, quota):
         super().__init__(errno.EDQUOT, f"files would exceed the {quota}-byte quota")
 
@@ -167,6 +171,7 @@ class Upload:
         if self._limit and self.size + len(chunk) > self._limit:
             self.refusal = self._over_limit
             self.abort()
+            self._library.refused(self.refusal, self.account)
             raise self.refusal
         self._file.write(chunk)
         self._hash.update(chunk)
@@ -189,6 +194,7 @@ class Upload:
             stored = yield self._library.store.add(self._row(info), self._library.limits.user_quota)
             if not stored:
                 self.refusal = QuotaExceeded(self._library.limits.user_quota)
+                self._library.refused(self.refusal, self.account)
                 raise self.refusal
         except BaseException:
             self._state = "failed"
@@ -246,6 +252,10 @@ class FileLibrary:
         for leftover in self.partial_directory.iterdir():  # uploads cut by a crash
             _remove(leftover)
 
+    def refused(self, refusal, account):
+        """Count and log an upload refused (any thread: FTP's writes too)."""
+        self.reactor.callFromThread(audit.limit_tripped, refusal.limit, None, account)
+
     def in_thread(self, function, *args):
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), function, *args)
 
@@ -261,7 +271,9 @@ class FileLibrary:
         if quota:
             left = quota - (yield self.store.used_bytes(account))
             if left <= 0:
-                raise QuotaExceeded(quota)
+                refusal = QuotaExceeded(quota)
+                self.refused(refusal, account)
+                raise refusal
             if not limit or left < limit:
                 limit, over_limit = left, QuotaExceeded(quota)
         name = self._reserve_name(account, original)
