@@ -158,6 +158,7 @@ class Upload:
         self._partial = Path(path)
         self._final = library.directory / name
         self._file = os.fdopen(descriptor, "wb")
+        self._linked = False  # the final name exists (removed again if the upload fails)
         self._state = "open"
 
     def write(self, chunk):
@@ -179,13 +180,9 @@ class Upload:
         if self._state != "open":
             raise self.refusal or ValueError(f"upload is {self._state}")
         self._state = "finishing"
-        linked = False
         try:
             yield self._library.in_thread(self._seal)
             info = FileInfo(self.name, self.size, self._hash.hexdigest())
-            os.link(self._partial, self._final)  # unlike rename, never replaces
-            linked = True
-            os.unlink(self._partial)
             stored = yield self._library.store.add(self._row(info), self._library.limits.user_quota)
             if not stored:
                 self.refusal = QuotaExceeded(self._library.limits.user_quota)
@@ -194,7 +191,7 @@ class Upload:
             self._state = "failed"
             self._file.close()
             _remove(self._partial)
-            if linked:
+            if self._linked:
                 _remove(self._final)
             raise
         finally:
@@ -213,9 +210,13 @@ class Upload:
         self._library.release_name(self.name)
 
     def _seal(self):
+        """Flush to disk and move into place (a pool thread: all of it may wait on the disk)."""
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        os.link(self._partial, self._final)  # unlike rename, never replaces
+        self._linked = True
+        os.unlink(self._partial)
 
     def _row(self, info):
         return dict(

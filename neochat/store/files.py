@@ -1,5 +1,6 @@
 """Uploaded files' metadata and who may read them (schema step 0002)."""
 
+from neochat.store.batch import GroupCommit
 from neochat.store.database import MissingReference
 
 COLUMNS = "name, owner, original_name, size, sha256, create_time"
@@ -18,18 +19,26 @@ READERS_CLAUSE = (
 )
 
 
+ROWS_PER_COMMIT = 64  # file rows of uploads finishing together, in one transaction
+
+
 class FileStore:
     def __init__(self, db):
         self.db = db
+        self._adds = GroupCommit(db, self._add_many, ROWS_PER_COMMIT)
 
     def add(self, row, quota=0):
         """Commit a file row (a dict with COLUMNS).  Deferred[bool]: False,
         and nothing stored, when the owner's files would then total more
-        than ``quota`` bytes (0: no quota).
+        than ``quota`` bytes (0: no quota).  Rows added together share one
+        transaction (group commit); each Deferred fires after its commit.
 
         Idempotent: a retried transaction finding its own row returns True.
         """
-        return self.db.run(self._add, row, quota)
+        return self._adds.submit((row, quota))
+
+    def _add_many(self, txn, adds):
+        return [self._add(txn, row, quota) for row, quota in adds]
 
     def _add(self, txn, row, quota):
         existing = txn.execute(
