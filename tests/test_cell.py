@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
-from neochat.services.cell import RECEIVE_BUFFER, CellService, PortRange
+from neochat.services.cell import UDP_BUFFER, CellService, PortRange
 from neochat.services.relay import parse_fields
 from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
@@ -509,14 +509,17 @@ def test_ports_are_handed_out_at_random_and_the_last_free_one_is_found():
 
 
 @pytest_twisted.ensureDeferred
-async def test_cell_and_relay_ports_get_the_large_receive_buffer(net):
+async def test_cell_and_relay_ports_get_the_large_buffers(net):
     cell = net.cell()
     call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    # Linux caps the sizes at net.core.rmem_max / wmem_max and reports twice what it set.
+    receive, send = 2 * min(UDP_BUFFER, kernel_limit("rmem_max")), 2 * min(UDP_BUFFER, kernel_limit("wmem_max"))
     for port in (cell.cell_port, call.caller_leg.out, call.callee_leg.out):
-        # Linux caps the size at net.core.rmem_max and reports twice what it set.
-        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(RECEIVE_BUFFER, rmem_max())
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == receive
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == send
+    assert cell.buffer_sizes() == {"receive": receive, "send": send}
 
 
-def rmem_max():
-    with open("/proc/sys/net/core/rmem_max") as limit:
+def kernel_limit(name):
+    with open(f"/proc/sys/net/core/{name}") as limit:
         return int(limit.read())
