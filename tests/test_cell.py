@@ -217,6 +217,22 @@ async def test_voice_call_with_a_host_name_for_ip_is_refused_and_leaves_nothing(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_peer_address_the_socket_cannot_reach_is_counted_and_others_still_relay(net):
+    cell = net.cell()
+    unreachable = cell.start_voice_call(CAROL, BOB, LOCAL, "::1")  # an IPv6 callee, IPv4 relay ports
+    cell.registry.accept(unreachable.key, BOB)
+    carol_fields = cell.party_addresses(unreachable.key, CAROL)
+    net.party(carol_fields["your_port"]).send_to_other(b"to nowhere", carol_fields)
+    await wait_for(lambda: cell.counters()["dropped_send_failed"] == 1)
+
+    call, alice_fields, bob_fields = accepted_voice_call(cell, ALICE, "+8400004")
+    bob = net.party(bob_fields["your_port"])
+    net.party(alice_fields["your_port"]).send_to_other(b"still relayed", alice_fields)
+    assert (await bob.next())[0] == b"still relayed"
+    assert cell.counters()["relayed_packets"] == 1
+
+
+@pytest_twisted.ensureDeferred
 async def test_relay_drops_media_before_accept(net):
     cell = net.cell()
     call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
