@@ -11,8 +11,11 @@ NAT'd client would), then each party sends 160-byte datagrams at 50/s for a few
 seconds, staggered over the 20 ms period.  Every datagram carries its send time,
 so latency is one-way through the relay (loopback alone adds a few microseconds).
 A step is held when loss < 1%, p99 latency < 20 ms and the generator kept the
-offered rate.  The relays take turns step by step; a relay stops at its first
-step not held (with --keep-going, it runs them all).  Then one call is sent flat out through each.  The relay's rate caps are lifted so the flat-out figure measures the
+offered rate.  Relay CPU per datagram relayed (psutil's CPU times) is printed
+too: unlike rates, it means something on a machine busy with other work.  The
+relays take turns step by step; a relay stops at its first step not held
+(with --keep-going, it runs them all).  Then one call is sent flat out through
+each.  NeoChat's rate caps are lifted so the flat-out figure measures the
 relay, not the cap.
 """
 
@@ -128,6 +131,10 @@ class Relay:
         self.process.stdin.flush()
         return self.read()
 
+    def cpu_seconds(self):
+        times = self.stats.cpu_times()
+        return times.user + times.system
+
     def rss_mb(self):
         return self.stats.memory_info().rss / 2**20
 
@@ -182,6 +189,7 @@ def run_step(relay, calls, seconds):
     latencies = []
     sent = 0
     relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds()
     generator_cpu = time.process_time()
     start = next_tick = time.perf_counter()
     end = start + seconds
@@ -203,6 +211,7 @@ def run_step(relay, calls, seconds):
         for key, _ in selector.select(max(0.0, min(next_tick, end + DRAIN) - now)):
             drain(key.fileobj, latencies)
     relay_cpu = relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds() - relay_cpu_seconds
     generator_cpu = 100 * (time.process_time() - generator_cpu) / (time.perf_counter() - start)
     rss = relay.rss_mb()
     selector.close()
@@ -213,7 +222,8 @@ def run_step(relay, calls, seconds):
     loss = 1 - len(latencies) / sent if sent else 1.0
     return {"calls": calls, "sent": sent, "offered": offered, "received": len(latencies), "loss": loss,
             "p50": latencies[len(latencies) // 2] / 1e9 if latencies else float("inf"), "p99": p99,
-            "relay_cpu": relay_cpu, "relay_rss_mb": rss, "generator_cpu": generator_cpu,
+            "relay_cpu": relay_cpu, "us_per_datagram": 1e6 * relay_cpu_seconds / max(len(latencies), 1),
+            "relay_rss_mb": rss, "generator_cpu": generator_cpu,
             "held": loss < MAX_LOSS and p99 < MAX_P99 and sent >= 0.99 * offered}
 
 
@@ -223,7 +233,7 @@ def run_flat_out(relay):
     callee.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
     payload = bytearray(SIZE)
     received = 0
-    relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds()
     start = time.perf_counter()
     while time.perf_counter() - start < FLAT_OUT_SECONDS:
         for _ in range(32):
@@ -234,14 +244,14 @@ def run_flat_out(relay):
         received += drain(callee)
     time.sleep(0.1)
     received += drain(callee)
-    relay_cpu = relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds() - relay_cpu_seconds
     close_parties(relay, [(caller, None), (callee, None)])
-    return received / FLAT_OUT_SECONDS, relay_cpu
+    return received / FLAT_OUT_SECONDS, 1e6 * relay_cpu_seconds / max(received, 1)
 
 
 def print_step(kind, result, seconds):
     print(f"{kind:8} {result['calls']:>6} {result['sent'] / seconds:>9.0f} {result['loss']:>7.2%} "
-          f"{result['p50'] * 1e3:>7.2f} {result['p99'] * 1e3:>7.2f} {result['relay_cpu']:>8.0f}% "
+          f"{result['p50'] * 1e3:>7.2f} {result['p99'] * 1e3:>7.2f} {result['relay_cpu']:>8.0f}% {result['us_per_datagram']:>7.1f} "
           f"{result['relay_rss_mb']:>6.1f} MB {result['generator_cpu']:>6.0f}%  "
           f"{'yes' if result['held'] else 'NO'}", flush=True)
 
@@ -262,7 +272,7 @@ def main():
     print(f"each party sends {RATE}/s x {SIZE} B; a step lasts {options.seconds:g} s; "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'relay':8} {'calls':>6} {'pkt/s in':>9} {'loss':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'relay cpu':>9} {'relay rss':>9} {'gen cpu':>7}  held")
+          f"{'relay cpu':>9} {'µs/dgram':>8} {'relay rss':>9} {'gen cpu':>7}  held")
     best = dict.fromkeys(KINDS, 0)
     holding = set(KINDS)
     flat_out, counters = {}, {}
@@ -288,8 +298,9 @@ def main():
     print(f"largest S held (loss < {MAX_LOSS:.0%}, p99 < {MAX_P99 * 1e3:.0f} ms): NeoChat {best['neochat']} calls, "
           f"bare {best['bare']} calls (ratio {best['neochat'] / max(best['bare'], 1):.2f})")
     (rate, cpu), (bare_rate, bare_cpu) = flat_out["neochat"], flat_out["bare"]
-    print(f"one call flat out: NeoChat {rate:.0f} datagrams/s (relay cpu {cpu:.0f}%), bare {bare_rate:.0f}/s "
-          f"(cpu {bare_cpu:.0f}%), ratio {rate / bare_rate:.2f}")
+    print(f"one call flat out: NeoChat {rate:.0f} datagrams/s ({cpu:.1f} µs of relay CPU each), "
+          f"bare {bare_rate:.0f}/s ({bare_cpu:.1f} µs each), ratio {rate / bare_rate:.2f} "
+          f"(CPU per datagram {bare_cpu / cpu:.2f})")
     neochat = counters["neochat"]
     drops = {name: value for name, value in neochat.items() if name.startswith("dropped_") and value}
     print(f"NeoChat relay totals: {neochat['relayed_packets']} packets; drops {drops}; "
