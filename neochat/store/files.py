@@ -23,6 +23,10 @@ ROWS_PER_COMMIT = 64  # file rows of uploads finishing together, in one transact
 
 
 class FileStore:
+    """Writes go through the writer (rows through the group commit); reads
+    run beside it, so that the checks of an FTP session do not wait for
+    other sessions' commits."""
+
     def __init__(self, db):
         self.db = db
         self._adds = GroupCommit(db, self._add_many, ROWS_PER_COMMIT)
@@ -63,7 +67,7 @@ class FileStore:
 
     def get(self, name):
         """Deferred[dict or None]."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).dict()
         )
 
@@ -90,7 +94,7 @@ class FileStore:
 
     def may_read(self, account, name):
         """Deferred[bool]."""
-        return self.db.run(self._may_read, account, name)
+        return self.db.read(self._may_read, account, name)
 
     @staticmethod
     def _may_read(txn, account, name):
@@ -101,7 +105,7 @@ class FileStore:
 
     def readable(self, account):
         """Deferred[list of row dicts]: every file ``account`` may read, by name."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(
                 f"SELECT {COLUMNS} FROM files WHERE owner = ?"
                 f" UNION SELECT {JOINED_COLUMNS} FROM file_readers r"
@@ -116,7 +120,7 @@ class FileStore:
 
     def owned(self, account):
         """Deferred[list of row dicts]: the files ``account`` uploaded."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(
                 f"SELECT {COLUMNS} FROM files WHERE owner = ? ORDER BY name", (account,)
             ).dicts()
@@ -124,7 +128,7 @@ class FileStore:
 
     def used_bytes(self, account):
         """Deferred[int]: the total size of the files ``account`` owns."""
-        return self.db.run(self._used, account)
+        return self.db.read(self._used, account)
 
     @staticmethod
     def _used(txn, account):
@@ -132,7 +136,7 @@ class FileStore:
 
     def expired(self, before_ms, limit=500):
         """Deferred[list of names] created before ``before_ms``, oldest first."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: [
                 row[0] for row in txn.execute(
                     "SELECT name FROM files WHERE create_time < ? ORDER BY create_time LIMIT ?",
