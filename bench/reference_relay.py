@@ -48,7 +48,12 @@ class BareRelay:
             numbers.append(port.getHost().port)
         return numbers
 
+    def counters(self):
+        return {"relayed_packets": self.relayed}
+
     def close_all(self):
         """Deferred: every port closed."""
         ports, self.ports = self.ports, []
         return defer.DeferredList([defer.maybeDeferred(port.stopListening) for port in ports])
+
+    stop = close_all
