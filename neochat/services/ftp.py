@@ -118,10 +118,13 @@ class Mailbox:
                 answer = self._queue.get_nowait()
             except queue.Empty:
                 return
-            answer()
+            try:
+                answer()
+            except Exception:  # one session's failure; the next answers still run
+                logging.getLogger("pyftpdlib").exception("FTP answer failed")
 
     def handle_error(self):
-        logging.getLogger("pyftpdlib").exception("FTP answer failed")
+        logging.getLogger("pyftpdlib").exception("FTP mailbox failed")
 
     def handle_close(self):
         pass
