@@ -5,6 +5,7 @@ serves the FTP thread's database questions.
 """
 
 import ftplib
+import hashlib
 import io
 import os
 import re
@@ -226,6 +227,34 @@ def test_noop_answers_while_other_clients_wait_for_password_checks(world, monkey
     finally:
         for guesser in guessers:
             guesser.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_upload_is_answered_after_its_commit_and_other_sessions_go_on_meanwhile(world, monkeypatch):
+    gate = defer.Deferred()
+    add = world.library.store.add
+    monkeypatch.setattr(world.library.store, "add", lambda *args: gate.addCallback(lambda _: add(*args)))
+    uploaded = world.session(store, "slow.bin", b"waits for its commit")
+    yield eventually(lambda: world.visible())  # received, fsynced and linked: only the row is missing
+
+    def meanwhile(ftp):
+        ftp.voidcmd("NOOP")
+        return ftp.nlst()
+
+    assert (yield world.session(meanwhile, account=BOB)) == []
+    assert not uploaded.called and (yield world.rows()) == []
+    gate.callback(None)
+    name = yield uploaded
+    assert (yield world.rows()) == [name] == world.visible()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_streamed_upload_records_the_sha256_of_the_stored_file(world):
+    data = os.urandom(3 * 1024 * 1024 + 5)  # past the part hashed by the receiving thread
+    name = yield world.session(store, "big.bin", data)
+    row = yield world.library.store.get(name)
+    assert row["sha256"] == hashlib.sha256((world.directory / name).read_bytes()).hexdigest()
+    assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["size"] == len(data)
 
 
 # -- naming ---------------------------------------------------------------------
