@@ -15,8 +15,9 @@ Workloads (one pass of the defaults takes about five minutes on 2 busy cores):
   against the bare line router (bench/reference_router.py), Prosody and
   ejabberd (bench/xmpp.py).  Server on core 0, load generator on core 1.
 - relay (bench/bench_cell.py): the call sweep (the largest number of calls
-  held with < 1 % loss and p99 < 20 ms) and one call flat out; against
-  coturn (bench/turn.py).  Relay on core 0, load generator on core 1.
+  held with < 1 % loss and p99 < 20 ms) and one call flat out; against the
+  bare Twisted relay (bench/reference_relay.py) and coturn (bench/turn.py).
+  Relay on core 0, load generator on core 1.
 - ftp (bench/bench_ftp.py): one big file up and down; against a bare
   pyftpdlib server.  Not pinned, as bench_ftp.py runs it.
 """
@@ -57,7 +58,8 @@ def chat(args, mariadb):
 
 def relay(args, mariadb):
     """The relay does not touch the database: one NeoChat column."""
-    relays = {NEOCHAT: bench_cell.Relay}  # one thread: pinned once started
+    relays = {NEOCHAT: lambda: bench_cell.Relay("neochat"),  # one thread each: pinned once started
+              REFERENCE: lambda: bench_cell.Relay("bare")}
     if turn.installed():
         relays["coturn"] = lambda: turn.Coturn(cpu=SERVER_CPU)  # its relay threads too
     results = {}
@@ -81,15 +83,16 @@ def sweep(server, args):
             stopped = step
             break
         held = step
-    rate, cpu = bench_cell.run_flat_out(server)
+    rate, cpu = bench_cell.run_flat_out(server)  # datagrams/s, relay CPU µs per datagram
     sweep = {"calls held": held["calls"] if held else 0}
     for name, step in (("held", held), ("next step", stopped)):
-        for metric, key, scale in (("p99 ms", "p99", 1000), ("loss %", "loss", 100), ("relay CPU %", "relay_cpu", 1)):
+        for metric, key, scale in (("p99 ms", "p99", 1000), ("loss %", "loss", 100),
+                                   ("relay CPU µs/datagram", "us_per_datagram", 1)):
             sweep[f"{name}: {metric}"] = step[key] * scale if step else None
     sweep["next step: calls"] = stopped["calls"] if stopped else None
     party = f"{bench_cell.RATE} × {bench_cell.SIZE} B/s per party"
     return {f"relay sweep ({party})": sweep,
-            "relay, one call flat out": {"datagrams/s": rate, "relay CPU %": cpu}}
+            "relay, one call flat out": {"datagrams/s": rate, "relay CPU µs/datagram": cpu}}
 
 
 def ftp(args, mariadb):

@@ -129,6 +129,10 @@ class Coturn:
                     if time.monotonic() > deadline or self.process.poll() is not None:
                         raise SystemExit(f"turnserver did not start: see {self.directory.name}/turn.log")
 
+    def cpu_seconds(self):
+        times = self.stats.cpu_times()
+        return times.user + times.system
+
     def rss_mb(self):
         return self.stats.memory_info().rss / 2**20
 

@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from neochat.chat import audit
 from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
@@ -75,6 +76,17 @@ def settings(db_url, tmp_path):
         # Every test client registers from 127.0.0.1.
         throttle=ThrottleSettings(registrations_per_address=100_000),
     )
+
+
+class Tripped:
+    """How often each limit tripped since this was made (the counts behind
+    ``neochat_limits_tripped_total``)."""
+
+    def __init__(self):
+        self.before = audit.counts.copy()
+
+    def __getitem__(self, limit):
+        return audit.counts[("limit", limit)] - self.before[("limit", limit)]
 
 
 class RunningServer:

@@ -77,7 +77,7 @@ class NeoChatService(service.MultiService):
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
-            mode=settings.voice_mode, reactor=reactor, receive_buffer=settings.udp_receive_buffer,
+            mode=settings.voice_mode, reactor=reactor, udp_buffer=settings.udp_buffer,
         )
         self.files = FileLibrary(
             self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
