@@ -18,8 +18,8 @@ Workloads (one pass of the defaults takes about five minutes on 2 busy cores):
   held with < 1 % loss and p99 < 20 ms) and one call flat out; against the
   bare Twisted relay (bench/reference_relay.py) and coturn (bench/turn.py).
   Relay on core 0, load generator on core 1.
-- ftp (bench/bench_ftp.py): one big file up and down; against a bare
-  pyftpdlib server.  Not pinned, as bench_ftp.py runs it.
+- ftp (bench/bench_ftp.py): one big file up and down, small files, concurrent
+  clients; against a bare pyftpdlib server.  Not pinned, as bench_ftp.py runs it.
 """
 
 import argparse
@@ -96,17 +96,18 @@ def sweep(server, args):
 
 
 def ftp(args, mariadb):
+    """bench_ftp.py's workloads, NeoChat and the bare server taking turns; on
+    MariaDB a second run of both, whose bare figures are left out."""
     payload = os.urandom(args.ftp_mib * 2**20)
-    servers = {NEOCHAT: ("neochat", "")}
+    options = argparse.Namespace(rounds=args.ftp_rounds, small=args.ftp_small, clients=args.ftp_clients, db="")
+    workload = (f"FTP: a {args.ftp_mib} MiB file, {args.ftp_small} small files, {args.ftp_clients} clients "
+                f"(best of {args.ftp_rounds})")
+    measured = bench_ftp.measure(options, payload)
+    results = {NEOCHAT: {workload: measured["neochat"]}, REFERENCE: {workload: measured["bare"]}}
     if mariadb:
-        servers[MARIADB] = ("neochat", mariadb)
-    servers[REFERENCE] = ("bare", "")
-    workload = f"FTP, one {args.ftp_mib} MiB file (best of {args.ftp_rounds})"
-    results = {}
-    for name, (kind, db) in servers.items():
-        upload, download = bench_ftp.measure(kind, payload, args.ftp_rounds, db)
-        results[name] = announce("ftp", name, {workload: {"upload MiB/s": upload, "download MiB/s": download}})
-    return results
+        options.db = mariadb
+        results[MARIADB] = {workload: bench_ftp.measure(options, payload)["neochat"]}
+    return {name: announce("ftp", name, measured) for name, measured in results.items()}
 
 
 WORKLOADS = {"chat": chat, "relay": relay, "ftp": ftp}
@@ -225,6 +226,8 @@ def main():
     parser.add_argument("--max-calls", type=int, default=bench_cell.STEPS[-1], help="largest relay step")
     parser.add_argument("--ftp-mib", type=int, default=64)
     parser.add_argument("--ftp-rounds", type=int, default=3)
+    parser.add_argument("--ftp-small", type=int, default=200, help="small files per FTP round")
+    parser.add_argument("--ftp-clients", type=int, default=20, help="concurrent FTP clients")
     parser.add_argument("--mariadb", default=os.environ.get("NEOCHAT_TEST_MYSQL", TEST_MARIADB),
                         help="a MariaDB server URL where a throwaway database can be created ('': none)")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times; the table has medians")
