@@ -127,6 +127,7 @@ class Coturn:
                     return
                 except OSError:
                     if time.monotonic() > deadline or self.process.poll() is not None:
+                        self.process.kill()
                         raise SystemExit(f"turnserver did not start: see {self.directory.name}/turn.log")
 
     def cpu_seconds(self):
