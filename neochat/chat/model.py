@@ -113,13 +113,14 @@ class Kicked:
 class Notice:
     """A social event (friend request, group change, presence...).  Both
     dialects send it as ``message_type`` plus the same fields.  A ``body``
-    field holds raw bytes (a voice clip)."""
+    field holds raw bytes, or a voice clip's spool file (chat/clips.py),
+    which the dialect streams."""
 
     message_type: str
     fields: dict
     wire: dict = _wire()
 
     @property
-    def size(self):
+    def clip(self):
         body = self.fields.get("body")
-        return len(body) if isinstance(body, bytes) else 0
+        return None if body is None or isinstance(body, bytes) else body

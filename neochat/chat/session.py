@@ -8,6 +8,8 @@ store when it drains (``resume``), through the same path as a login.  Other
 events wait in a small bounded queue; presence keeps only its latest state;
 a voice clip is refused to its sender.  A session behind for longer than the
 deadline is dropped: it loses nothing stored, and its next login replays it.
+Voice clips live in the voice spool (chat/clips.py): a session that lets go
+of one (written, dropped, or its connection gone) discards its file.
 """
 
 from collections import deque
@@ -22,7 +24,6 @@ from neochat.chat.presence import FULL
 log = Logger()
 
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
-MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips
 BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
 
 
@@ -53,7 +54,6 @@ class Session:
         self.missed = False  # a stored message was not written: replay
         self.last_id = 0  # the newest stored message written
         self._queued = deque()  # unstored events waiting
-        self._queued_bytes = 0
         self._presence_due = False
         self._deadline = None
         self._last_turn = None
@@ -75,31 +75,31 @@ class Session:
     # -- from the router ---------------------------------------------------
 
     def push(self, event):
-        """A live event.  Raises RecipientNotReading for a voice clip that
-        cannot be written now."""
+        """A live event.  Raises RecipientNotReading for a voice clip while
+        the connection is behind; one that only waits its turn (a replay, a
+        file or clip being sent) waits in the spool."""
         if self.closed:
+            _let_go(event)
             return
         if self.writable:
             self.write(event)
         elif isinstance(event, ChatMessage) and event.queued:
             self.missed = True  # it is in the store
-        elif isinstance(event, Notice) and event.size and (
-            self.paused or self._queued_bytes + event.size > MAX_QUEUED_BYTES
-        ):
+        elif _clip_of(event) is not None and self.paused:
             raise RecipientNotReading()
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
             log.info("dropping {account}: too far behind", account=self.account)
+            _let_go(event)
             self.drop()
         else:
             self._queued.append(event)
-            self._queued_bytes += event.size if isinstance(event, Notice) else 0
 
     def presence(self, event):
         """A presence event: only the latest state matters while behind."""
         if self.closed:
             return
-        if self.paused or self.replaying:
-            self._presence_due = True  # the current state goes after the replay
+        if not self.writable:
+            self._presence_due = True  # the current state goes after the replay (or the file)
         else:
             self.sink.send_event(event)
 
@@ -116,11 +116,9 @@ class Session:
 
     def catch_up(self):
         """After a replay: what waited meanwhile, unless behind again."""
-        while self._queued and not self.paused and not self.closed:
-            event = self._queued.popleft()
-            self._queued_bytes -= event.size if isinstance(event, Notice) else 0
-            self.write(event)
-        if self._presence_due and not self.paused and not self.closed:
+        while self._queued and self.writable:  # a clip written holds the connection
+            self.write(self._queued.popleft())
+        if self._presence_due and self.writable:
             self._presence_due = False
             self.sink.send_event(self.chat.presence.current(self))
 
@@ -170,11 +168,22 @@ class Session:
     def closing(self):
         """The connection is gone: let go of what waited."""
         self.closed = True
-        self._queued.clear()
-        self._queued_bytes = 0
+        while self._queued:
+            _let_go(self._queued.popleft())
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+
+
+def _clip_of(event):
+    return event.clip if isinstance(event, Notice) else None
+
+
+def _let_go(event):
+    """An event that will not be written: its clip's file goes."""
+    clip = _clip_of(event)
+    if clip is not None:
+        clip.discard()
 
 
 class Turn:

@@ -13,6 +13,7 @@ from neochat.admin.operations import Administration, Live
 from neochat.chat.accounts import Accounts
 from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
+from neochat.chat.clips import VoiceSpool
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
 from neochat.chat.hashing import HashPool
@@ -38,6 +39,7 @@ log = Logger()
 LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
 TOKEN_KEY_FILE = "token.key"
+VOICE_SPOOL_DIR = "voice-spool"
 
 # Messages in flight are many young objects (Deferreds, generators): collect
 # the young generation less often than Python's default (700, 10, 10), so
@@ -87,6 +89,8 @@ class NeoChatService(service.MultiService):
             calls=Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
+            clips=VoiceSpool(settings.data_dir / VOICE_SPOOL_DIR, settings.limits.voice_spool_per_sender,
+                             settings.limits.voice_spool_total),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
         self.chat.groups.max_members = settings.limits.max_group_size
