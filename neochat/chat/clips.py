@@ -38,7 +38,7 @@ class VoiceSpool:
         """A new Clip of ``length`` bytes from ``sender``; SpoolFull when it would not fit."""
         held = self._by_sender.get(sender, 0)
         if self.per_sender and held + length > self.per_sender:
-            raise SpoolFull(f"too many of your voice clips waiting for delivery ({held} bytes)")
+            raise SpoolFull("too many of your voice clips waiting for delivery")
         if self.total and self.used + length > self.total:
             raise SpoolFull("voice spool full")
         clip = Clip(self, sender, length)

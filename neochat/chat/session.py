@@ -5,11 +5,11 @@ only while the connection keeps up.  When the connection's transport says it
 is behind (``pause``), queued messages (private and group) are no longer
 written: they stay in the account's pending queue and are replayed from the
 store when it drains (``resume``), through the same path as a login.  Other
-events wait in a small bounded queue; presence keeps only its latest state;
-a voice clip is refused to its sender.  A session behind for longer than the
-deadline is dropped: it loses nothing stored, and its next login replays it.
-Voice clips live in the voice spool (chat/clips.py): a session that lets go
-of one (written, dropped, or its connection gone) discards its file.
+events wait in a small bounded queue (a voice clip's bytes wait in the voice
+spool, chat/clips.py, which bounds them); presence keeps only its latest
+state.  A session behind for longer than the deadline is dropped: it loses
+nothing stored, and its next login replays it.  A session that lets go of a
+voice clip (written, dropped, or its connection gone) discards its file.
 """
 
 from collections import deque
@@ -17,7 +17,6 @@ from collections import deque
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from neochat.chat.errors import ChatError
 from neochat.chat.model import ChatMessage, Notice
 from neochat.chat.presence import FULL
 
@@ -25,13 +24,6 @@ log = Logger()
 
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
 BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
-
-
-class RecipientNotReading(ChatError):
-    stat = 503
-
-    def __init__(self):
-        super().__init__("recipient not reading")
 
 
 class Session:
@@ -75,9 +67,8 @@ class Session:
     # -- from the router ---------------------------------------------------
 
     def push(self, event):
-        """A live event.  Raises RecipientNotReading for a voice clip while
-        the connection is behind; one that only waits its turn (a replay, a
-        file or clip being sent) waits in the spool."""
+        """A live event: written now, or, while the connection is not
+        writable, stored messages are replayed later and others wait."""
         if self.closed:
             _let_go(event)
             return
@@ -85,8 +76,6 @@ class Session:
             self.write(event)
         elif isinstance(event, ChatMessage) and event.queued:
             self.missed = True  # it is in the store
-        elif _clip_of(event) is not None and self.paused:
-            raise RecipientNotReading()
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
             log.info("dropping {account}: too far behind", account=self.account)
             _let_go(event)

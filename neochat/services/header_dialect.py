@@ -25,7 +25,7 @@ from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, pipelined
 from neochat.services.header_upload import StreamedBodies, begin_upload, is_streamed
-from neochat.services.voice import ClipReceiver, deliver_voice, is_voice, online_and_reading
+from neochat.services.voice import ClipReceiver, deliver_voice, is_voice, online_session
 from neochat.wire.headers import (
     BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_head, encode_message,
 )
@@ -250,7 +250,7 @@ class HeaderDialect(Dialect):
 
     @defer.inlineCallbacks
     def _begin_voice(self, request, length):
-        """A voice clip (the body) for an account online now and reading (with
+        """A voice clip (the body) for an account online now (with
         ``--friends-only``, like text, only for a friend), checked before its
         first byte is read; it goes to the voice spool as it comes."""
         friend = yield self._voice_recipient(request, has_body=bool(length))
@@ -264,7 +264,7 @@ class HeaderDialect(Dialect):
             raise Forbidden("not a friend")
         if request.get("text") is None and not has_body:
             raise BadRequest("voice needs its audio as a content-length body, or a text")
-        online_and_reading(self.chat.router, friend)
+        online_session(self.chat.router, friend)
         return friend
 
     def cmd_call_key(self, request):

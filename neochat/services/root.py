@@ -39,7 +39,6 @@ log = Logger()
 LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
 TOKEN_KEY_FILE = "token.key"
-VOICE_SPOOL_DIR = "voice-spool"
 
 # Messages in flight are many young objects (Deferreds, generators): collect
 # the young generation less often than Python's default (700, 10, 10), so
@@ -89,7 +88,7 @@ class NeoChatService(service.MultiService):
             calls=Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
-            clips=VoiceSpool(settings.data_dir / VOICE_SPOOL_DIR, settings.limits.voice_spool_per_sender,
+            clips=VoiceSpool(voice_spool_path(settings), settings.limits.voice_spool_per_sender,
                              settings.limits.voice_spool_total),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
@@ -209,6 +208,13 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def voice_spool_path(settings):
+    """The voice spool, in the data dir: one per node of a cluster (whose
+    nodes share the data dir), as each empties its own at start."""
+    name = f"voice-spool-{settings.node_name()}" if settings.cluster else "voice-spool"
+    return settings.data_dir / name
 
 
 def cluster_router(settings, reactor):

@@ -3,14 +3,16 @@
 Receiving: the header dialect checks a clip from its header lines, then
 ``ClipReceiver`` writes its body to a spool file as it arrives
 (services/header_upload.py streams it), and once it is complete hands it
-to the recipient's session like any live event.
+to the recipient's session like any live event: written at once, or
+waiting its turn (the recipient is behind, or busy with another clip or a
+file) in the spool, whose limits bound what waits.
 
 Sending: a dialect writes a clip with ``stream_clip``: its head, then the
 file's bytes through ``StreamSender``, a push producer that writes a chunk
 at a time while the recipient's transport takes them and passes the
 transport's pause and resume on to the dialect, so that a recipient that
-does not read counts as behind (neochat/chat/session.py: later clips are
-refused, and the deadline drops it).  Nothing else is written to the
+does not read counts as behind (neochat/chat/session.py: the deadline drops
+it).  Nothing else is written to the
 connection meanwhile.  The file is deleted afterwards, delivered or not.
 """
 
@@ -24,7 +26,6 @@ from zope.interface import implementer
 from neochat.chat.errors import NotFound
 from neochat.chat.files import references
 from neochat.chat.model import Notice
-from neochat.chat.session import RecipientNotReading
 
 log = Logger()
 
@@ -36,14 +37,11 @@ def is_voice(headers):
     return (headers.get("message_type") or "").lower() == VOICE
 
 
-def online_and_reading(router, friend):
-    """The friend's session on this node; 480 when there is none, 503 when
-    it is not reading what it is sent."""
+def online_session(router, friend):
+    """The friend's session on this node (clips do not cross nodes); 480 when there is none."""
     session = router.session_of(friend)
     if session is None:
         raise NotFound("friend offline", stat=480)
-    if session.paused:
-        raise RecipientNotReading()
     return session
 
 
@@ -58,7 +56,7 @@ def deliver_voice(chat, sender, friend, text=None, clip=None):
             yield chat.files.grant_for_message(sender, references(text), recipients=[friend])
         if clip is not None:
             fields["body"] = clip
-        online_and_reading(chat.router, friend).push(Notice(VOICE, fields))
+        online_session(chat.router, friend).push(Notice(VOICE, fields))
     except BaseException:
         if clip is not None:
             clip.discard()
