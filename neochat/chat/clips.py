@@ -75,6 +75,10 @@ class Clip:
     def open(self):
         return open(self.path, "rb")
 
+    def contents(self):
+        """All its bytes (a small clip, sent on to another node)."""
+        return self.path.read_bytes()
+
     def discard(self):
         if self._discarded:
             return

@@ -121,6 +121,12 @@ class Notice:
     wire: dict = _wire()
 
     @property
+    def size(self):
+        """Bytes of a raw body held in memory (a clip from another node)."""
+        body = self.fields.get("body")
+        return len(body) if isinstance(body, bytes) else 0
+
+    @property
     def clip(self):
         body = self.fields.get("body")
         return None if body is None or isinstance(body, bytes) else body

@@ -5,11 +5,13 @@ only while the connection keeps up.  When the connection's transport says it
 is behind (``pause``), queued messages (private and group) are no longer
 written: they stay in the account's pending queue and are replayed from the
 store when it drains (``resume``), through the same path as a login.  Other
-events wait in a small bounded queue (a voice clip's bytes wait in the voice
-spool, chat/clips.py, which bounds them); presence keeps only its latest
-state.  A session behind for longer than the deadline is dropped: it loses
-nothing stored, and its next login replays it.  A session that lets go of a
-voice clip (written, dropped, or its connection gone) discards its file.
+events wait in a small bounded queue; presence keeps only its latest state.
+A voice clip from this node waits in the voice spool (chat/clips.py, which
+bounds it), and the session that lets go of one (written, dropped, or its
+connection gone) discards its file; a clip from another node, whose bytes
+are in memory, is refused to its sender.  A session behind for longer than
+the deadline is dropped: it loses nothing stored, and its next login
+replays it.
 """
 
 from collections import deque
@@ -17,13 +19,22 @@ from collections import deque
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from neochat.chat.errors import ChatError
 from neochat.chat.model import ChatMessage, Notice
 from neochat.chat.presence import FULL
 
 log = Logger()
 
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
+MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips from other nodes
 BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
+
+
+class RecipientNotReading(ChatError):
+    stat = 503
+
+    def __init__(self):
+        super().__init__("recipient not reading")
 
 
 class Session:
@@ -46,6 +57,7 @@ class Session:
         self.missed = False  # a stored message was not written: replay
         self.last_id = 0  # the newest stored message written
         self._queued = deque()  # unstored events waiting
+        self._queued_bytes = 0
         self._presence_due = False
         self._deadline = None
         self._last_turn = None
@@ -68,7 +80,8 @@ class Session:
 
     def push(self, event):
         """A live event: written now, or, while the connection is not
-        writable, stored messages are replayed later and others wait."""
+        writable, stored messages are replayed later and others wait.
+        Raises RecipientNotReading for a clip in memory that cannot wait."""
         if self.closed:
             _let_go(event)
             return
@@ -76,12 +89,17 @@ class Session:
             self.write(event)
         elif isinstance(event, ChatMessage) and event.queued:
             self.missed = True  # it is in the store
+        elif isinstance(event, Notice) and event.size and (
+            self.paused or self._queued_bytes + event.size > MAX_QUEUED_BYTES
+        ):
+            raise RecipientNotReading()
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
             log.info("dropping {account}: too far behind", account=self.account)
             _let_go(event)
             self.drop()
         else:
             self._queued.append(event)
+            self._queued_bytes += event.size if isinstance(event, Notice) else 0
 
     def presence(self, event):
         """A presence event: only the latest state matters while behind."""
@@ -106,7 +124,9 @@ class Session:
     def catch_up(self):
         """After a replay: what waited meanwhile, unless behind again."""
         while self._queued and self.writable:  # a clip written holds the connection
-            self.write(self._queued.popleft())
+            event = self._queued.popleft()
+            self._queued_bytes -= event.size if isinstance(event, Notice) else 0
+            self.write(event)
         if self._presence_due and self.writable:
             self._presence_due = False
             self.sink.send_event(self.chat.presence.current(self))
@@ -159,6 +179,7 @@ class Session:
         self.closed = True
         while self._queued:
             _let_go(self._queued.popleft())
+        self._queued_bytes = 0
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None

@@ -25,7 +25,7 @@ from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, pipelined
 from neochat.services.header_upload import StreamedBodies, begin_upload, is_streamed
-from neochat.services.voice import ClipReceiver, deliver_voice, is_voice, online_session
+from neochat.services.voice import ClipReceiver, check_recipient, deliver_voice, is_voice
 from neochat.wire.headers import (
     BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_head, encode_message,
 )
@@ -237,7 +237,7 @@ class HeaderDialect(Dialect):
         (``text:``, say with a ``<file>`` reference to audio uploaded before),
         it goes to the friend with its text.  One with a clip (a
         content-length body) is streamed: ``_begin_body``."""
-        friend = yield self._voice_recipient(request, has_body=False)
+        friend = yield self._voice_recipient(request)
         yield deliver_voice(self.chat, self.session.account, friend, request.get("text"))
         return {}
 
@@ -250,21 +250,21 @@ class HeaderDialect(Dialect):
 
     @defer.inlineCallbacks
     def _begin_voice(self, request, length):
-        """A voice clip (the body) for an account online now (with
+        """A voice clip (the body) for an account online now, on any node (with
         ``--friends-only``, like text, only for a friend), checked before its
         first byte is read; it goes to the voice spool as it comes."""
-        friend = yield self._voice_recipient(request, has_body=bool(length))
+        friend = yield self._voice_recipient(request, length)
         return ClipReceiver(self.chat, self.session.account, friend, request.get("text"), length)
 
     @defer.inlineCallbacks
-    def _voice_recipient(self, request, has_body):
+    def _voice_recipient(self, request, length=0):
         self.check_own_account(request)
         friend = _one_friend(request)
         if self.chat.friends_only and not (yield self.chat.friends.are_friends(self.session.account, friend)):
             raise Forbidden("not a friend")
-        if request.get("text") is None and not has_body:
+        if request.get("text") is None and not length:
             raise BadRequest("voice needs its audio as a content-length body, or a text")
-        online_session(self.chat.router, friend)
+        check_recipient(self.chat.router, friend, length)
         return friend
 
     def cmd_call_key(self, request):
@@ -278,10 +278,10 @@ class HeaderDialect(Dialect):
     def cmd_call(self, request):
         """Ring ``friends`` with our key; they get ``user_account`` and ``cell_key``."""
         self.check_own_account(request)
-        self.chat.calls.ring(
+        done = self.chat.calls.ring(
             self.session, _one_friend(request), _required(request, "cell_key"), request["message_type"].lower()
         )
-        return {}
+        return _empty_reply(done)
 
     cmd_videocall = cmd_call
 
@@ -293,8 +293,8 @@ class HeaderDialect(Dialect):
         answer = _required(request, "cell_type")
         if answer not in ("200", "404"):
             raise BadRequest("cell_type must be 200 or 404")
-        self.chat.calls.answer_call(self.session, _one_friend(request), answer == "200", request.get("cell_key"))
-        return {}
+        return _empty_reply(self.chat.calls.answer_call(
+            self.session, _one_friend(request), answer == "200", request.get("cell_key")))
 
     def check_own_account(self, request, required=True):
         """Seed messages name the sender in ``user_account``: it must be us."""
@@ -305,6 +305,11 @@ class HeaderDialect(Dialect):
             raise BadRequest("missing field: user_account")
         if account is not None and account != self.session.account:
             raise Forbidden("user_account is not the logged-in account")
+
+
+def _empty_reply(done):
+    """Success with no fields, once ``done`` (None, or a Deferred when another node decides)."""
+    return defer.maybeDeferred(lambda: done).addCallback(lambda _: {})
 
 
 def _read_request(item):

@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from neochat.chat.errors import NotFound
+from neochat.chat.errors import ChatError, NotFound
 from neochat.chat.files import references
 from neochat.chat.model import Notice
 
@@ -31,18 +31,21 @@ log = Logger()
 
 VOICE = "voice"
 CHUNK = 64 * 1024  # bytes read from a clip's file at a time
+TOO_LARGE_TO_CROSS = "voice clip too large to reach another node"
 
 
 def is_voice(headers):
     return (headers.get("message_type") or "").lower() == VOICE
 
 
-def online_session(router, friend):
-    """The friend's session on this node (clips do not cross nodes); 480 when there is none."""
-    session = router.session_of(friend)
-    if session is None:
+def check_recipient(router, friend, length):
+    """Before a clip's body is read: 480 when the friend is online on no
+    node; 413 when it is on another node (only a cluster router has such
+    accounts) and the clip too large to cross in its event."""
+    if not router.is_online(friend):
         raise NotFound("friend offline", stat=480)
-    return session
+    if length and router.session_of(friend) is None and length > router.max_clip:
+        raise ChatError(TOO_LARGE_TO_CROSS, stat=413)
 
 
 @defer.inlineCallbacks
@@ -54,9 +57,17 @@ def deliver_voice(chat, sender, friend, text=None, clip=None):
         if text is not None:
             fields["text"] = text
             yield chat.files.grant_for_message(sender, references(text), recipients=[friend])
-        if clip is not None:
-            fields["body"] = clip
-        online_session(chat.router, friend).push(Notice(VOICE, fields))
+        session = chat.router.session_of(friend)
+        if session is not None:
+            if clip is not None:
+                fields["body"] = clip
+            session.push(Notice(VOICE, fields))
+            return
+        if clip is not None:  # to another node: in the event, as bytes (at most the router's max_clip)
+            fields["body"] = clip.contents()
+            clip.discard()
+        if not chat.router.deliver(friend, Notice(VOICE, fields)):
+            raise NotFound("friend offline", stat=480)
     except BaseException:
         if clip is not None:
             clip.discard()
