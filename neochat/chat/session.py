@@ -9,7 +9,7 @@ events wait in a small bounded queue; presence keeps only its latest state.
 A voice clip from this node waits in the voice spool (chat/clips.py, which
 bounds it), and the session that lets go of one (written, dropped, or its
 connection gone) discards its file; a clip from another node, whose bytes
-are in memory, is refused to its sender.  A session behind for longer than
+are in memory, is refused while behind (RecipientNotReading).  A session behind for longer than
 the deadline is dropped: it loses nothing stored, and its next login
 replays it.
 """
