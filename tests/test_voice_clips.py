@@ -8,11 +8,12 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task, threads
+from twisted.internet import threads
 
 from neochat.chat.clips import VoiceSpool
 from neochat.wire.headers import encode_head
 from tests.test_header_dialect import read_message, read_until
+from tests.udp import wait_for
 
 MIB = 1024 * 1024
 
@@ -25,12 +26,8 @@ def spooled(server):
     return sorted(path.name for path in server.chat.clips.directory.iterdir())
 
 
-async def until(condition):
-    for _ in range(500):
-        if condition():
-            return
-        await task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition never held")
+def until(condition):
+    return wait_for(condition, seconds=10)
 
 
 @pytest_twisted.ensureDeferred
