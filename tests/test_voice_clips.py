@@ -5,6 +5,7 @@ read, spooled to disk, streamed to the recipient, and deleted after."""
 import base64
 import os
 import socket
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
@@ -16,6 +17,13 @@ from tests.test_header_dialect import read_message, read_until
 from tests.udp import wait_for
 
 MIB = 1024 * 1024
+
+
+@pytest.fixture
+def settings(settings):
+    """Spool limits set as an operator would (--limit): three 4 MiB clips are too many."""
+    settings.limits = replace(settings.limits, voice_spool_per_sender=10 * MIB, voice_spool_total=100 * MIB)
+    return settings
 
 
 def voice(sender, friend):
@@ -118,8 +126,8 @@ async def test_a_clip_over_the_size_limit_is_refused_before_its_body_and_the_con
 
 
 @pytest_twisted.ensureDeferred
-async def test_clips_to_a_friend_that_does_not_read_wait_on_disk_up_to_the_limit_and_go_with_it(server):
-    server.chat.clips.per_sender = 10 * MIB
+async def test_clips_to_a_friend_that_does_not_read_wait_on_disk_up_to_the_limit_and_go_with_it(server, settings):
+    assert server.chat.clips.directory == settings.data_dir / "voice-spool"
     a, c = await server.logged_in("a", "c", dialect="header")
     sleeper, _ = await threads.deferToThread(logged_in_socket, server.port, "sleepy")
     clip = b"\x05" * (4 * MIB)
