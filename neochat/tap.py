@@ -127,7 +127,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
 
     def opt_limit(self, assignment):
-        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        """NAME=VALUE: change one message-server limit, TCP and WebSocket (repeatable; 0: off):
         frame_before_login (8192 B), bytes_before_login (65536), json_object
         (65536 B), header_frame (256 KiB), header_body (voice clips:
         16 MiB), login_timeout (60 s), idle_timeout

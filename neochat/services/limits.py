@@ -6,7 +6,7 @@ The shapes follow ``twisted.protocols.policies``: ``ConnectionCounter`` is
 ``LimitConnectionsByPeer`` plus a total, ``Pacer`` is a per-connection
 ``ThrottlingFactory`` that stops taking requests (and so, once the
 dialect's buffer fills, stops reading the socket) instead of dropping
-anything.  The deadlines use ``TimeoutMixin`` in ``services/chat.py``.
+anything.  ``services/keeper.py`` keeps them for one connection, TCP or WebSocket.
 """
 
 import resource
