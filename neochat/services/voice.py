@@ -12,22 +12,19 @@ file's bytes through ``StreamSender``, a push producer that writes a chunk
 at a time while the recipient's transport takes them and passes the
 transport's pause and resume on to the dialect, so that a recipient that
 does not read counts as behind (neochat/chat/session.py: the deadline drops
-it).  Nothing else is written to the
-connection meanwhile.  The file is deleted afterwards, delivered or not.
+it).  Nothing else is written to the connection meanwhile.  The file is
+deleted afterwards, delivered or not.
 """
 
 import base64
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from neochat.chat.errors import ChatError, NotFound
 from neochat.chat.files import references
 from neochat.chat.model import Notice
-
-log = Logger()
 
 VOICE = "voice"
 CHUNK = 64 * 1024  # bytes read from a clip's file at a time
