@@ -11,6 +11,7 @@ import txredisapi
 from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThread
 
+from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
@@ -43,8 +44,10 @@ def wait_until(condition, seconds=10):
 
 
 class Cluster:
-    def __init__(self, db_url, data_dir, prefix):
+    def __init__(self, db_url, data_dir, prefix, **settings):
+        """``settings``: more Settings fields for every node."""
         self.db_url, self.data_dir, self.prefix = db_url, data_dir, prefix
+        self.settings = {"throttle": ThrottleSettings(registrations_per_address=100_000), **settings}
         self.nodes = []
 
     @defer.inlineCallbacks
@@ -56,7 +59,7 @@ class Cluster:
             cell_port=0, cell_interface=LOCAL, relay_ports=(0, 0), client_ports=free_port_range(8),
             ftp=FtpSettings(interface=LOCAL, port=0),
             cluster=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}", node_id=name,
-            cluster_prefix=self.prefix, cluster_heartbeat=HEARTBEAT,
+            cluster_prefix=self.prefix, cluster_heartbeat=HEARTBEAT, **self.settings,
         )
         root = build_service(settings, reactor)
         root.startService()
@@ -72,19 +75,29 @@ class Cluster:
             yield node.stop()
 
 
-@pytest_twisted.async_yield_fixture
-async def cluster(tmp_path):
+def need_redis():
     if not redis_up():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
         pytest.skip("no Redis on 127.0.0.1:6379")
+
+
+async def three_nodes(tmp_path, **settings):
+    """Yields a Cluster of n0, n1 and n2 on one new MariaDB database (fixtures)."""
+    need_redis()
     db_url, drop = _mysql_database()
-    running = Cluster(db_url, tmp_path / "data", f"neochat-test:{uuid.uuid4().hex}:")
+    running = Cluster(db_url, tmp_path / "data", f"neochat-test:{uuid.uuid4().hex}:", **settings)
     for name in ("n0", "n1", "n2"):
         await running.start(name)
     yield running
     await running.stop()
     drop()
+
+
+@pytest_twisted.async_yield_fixture
+async def cluster(tmp_path):
+    async for running in three_nodes(tmp_path):
+        yield running
 
 
 @pytest_twisted.inlineCallbacks

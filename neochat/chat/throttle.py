@@ -53,6 +53,10 @@ class ThrottleSettings:
     registrations_per_address: int = 5
     registration_window: float = 60 * 60
     max_entries: int = 10_000  # per table
+    # A cluster node (neochat/cluster/throttle.py) counts alone while Redis takes longer
+    # than this (seconds) or has this many commands unanswered.
+    shared_timeout: float = 1.0
+    shared_waiting: int = 1000
 
 
 class BoundedTable:
@@ -112,7 +116,9 @@ class FailureCounter:
 
 
 class Throttle:
-    """What the Accounts consult before and after each login and registration."""
+    """What the Accounts consult before and after each login and registration,
+    counting in this process.  The Accounts wait on what its methods return
+    (None here; a Deferred from the cluster's, neochat/cluster/throttle.py)."""
 
     def __init__(self, clock, settings=None):
         self.clock = clock
@@ -131,19 +137,21 @@ class Throttle:
 
     def login_failed(self, account, address, via):
         now = self.clock.seconds()
-        by_account = self.accounts.fail(account, now)
-        by_address = self.addresses.fail(address, now)
+        self.report_failure(account, address, via, self.accounts.fail(account, now), self.addresses.fail(address, now))
+
+    def report_failure(self, account, address, via, by_account, by_address):
+        """Log a failed login with its counts, and a lockout it starts."""
         log.info(
             "failed login for {account} from {address} via {via}"
             " ({account_failures} for the account, {address_failures} from the address)",
             account=account, address=address, via=via,
             account_failures=by_account, address_failures=by_address,
         )
-        for counter, key, count, what in ((self.accounts, account, by_account, "account"),
-                                          (self.addresses, address, by_address, "address")):
-            if count == counter.policy.lock_after:
+        for policy, key, count, what in ((self.settings.account, account, by_account, "account"),
+                                         (self.settings.address, address, by_address, "address")):
+            if count == policy.lock_after:
                 log.warn("{what} {key} locked out for {seconds:.0f} s after {count} failed logins",
-                         what=what, key=key, seconds=counter.policy.lock_seconds, count=count)
+                         what=what, key=key, seconds=policy.lock_seconds, count=count)
 
     def login_succeeded(self, account):
         self.accounts.forget(account)
