@@ -75,28 +75,31 @@ class Cluster:
             yield node.stop()
 
 
-def need_redis():
+@pytest.fixture
+def cluster_db():
+    """A new MariaDB database for the nodes, if Redis is up: its URL.  (A
+    skip from a plain fixture: pytest-twisted's async ones mishandle it.)"""
     if not redis_up():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
         pytest.skip("no Redis on 127.0.0.1:6379")
-
-
-async def three_nodes(tmp_path, **settings):
-    """Yields a Cluster of n0, n1 and n2 on one new MariaDB database (fixtures)."""
-    need_redis()
     db_url, drop = _mysql_database()
+    yield db_url
+    drop()
+
+
+async def three_nodes(db_url, tmp_path, **settings):
+    """Yields a Cluster of n0, n1 and n2 (for fixtures)."""
     running = Cluster(db_url, tmp_path / "data", f"neochat-test:{uuid.uuid4().hex}:", **settings)
     for name in ("n0", "n1", "n2"):
         await running.start(name)
     yield running
     await running.stop()
-    drop()
 
 
 @pytest_twisted.async_yield_fixture
-async def cluster(tmp_path):
-    async for running in three_nodes(tmp_path):
+async def cluster(cluster_db, tmp_path):
+    async for running in three_nodes(cluster_db, tmp_path):
         yield running
 
 
