@@ -82,6 +82,9 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
         ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
+        ["cluster-prefix", None, "neochat:", "Prefix of this cluster's Redis keys and channels."],
+        ["cluster-heartbeat", None, 5.0,
+         "Seconds between a cluster node's heartbeats; a node is dead after three missed.", float],
         ["behind-deadline", None, 60.0,
          "Seconds a client may stay behind (not reading) before it is dropped; it loses nothing stored.", float],
     ]
@@ -193,6 +196,8 @@ class Options(usage.Options):
             behind_deadline=self["behind-deadline"],
             cluster=self["cluster"],
             node_id=self["node-id"],
+            cluster_prefix=self["cluster-prefix"],
+            cluster_heartbeat=self["cluster-heartbeat"],
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

@@ -329,9 +329,11 @@ def test_the_cluster_options_reach_the_settings():
     from neochat.tap import Options
 
     options = Options()
-    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--node-id", "east-1"])
+    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--node-id", "east-1",
+                          "--cluster-prefix", "chat2:", "--cluster-heartbeat", "0.5"])
     settings = options.settings()
     assert (settings.cluster, settings.node_id) == ("redis://127.0.0.1:6379/3", "east-1")
+    assert (settings.cluster_prefix, settings.cluster_heartbeat) == ("chat2:", 0.5)
     options = Options()
     options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--listen", "tcp:7007"])
     router = cluster_router(options.settings(), reactor)
