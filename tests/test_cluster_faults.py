@@ -8,6 +8,7 @@ nodes ride it out (docs/scaling.md, "Faults")."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -199,8 +200,8 @@ class Nodes:
     """``twistd neochat`` processes of one cluster (bench/server.py's launcher:
     log files, free ports, stopped by PID at the end)."""
 
-    def __init__(self, db_url):
-        self.db_url = db_url
+    def __init__(self, db_url, redis_url=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}"):
+        self.db_url, self.redis_url = db_url, redis_url
         self.prefix = f"neochat-test:{uuid.uuid4().hex}:"
         self.stack = ExitStack()
         self.ports, self.processes = [], []
@@ -208,7 +209,7 @@ class Nodes:
     def start(self, count, *options):
         for number in range(count):
             port, process = self.stack.enter_context(neochat(
-                "--db", self.db_url, "--cluster", f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}",
+                "--db", self.db_url, "--cluster", self.redis_url,
                 "--node-id", f"n{number}", "--cluster-prefix", self.prefix,
                 "--cluster-heartbeat", str(HEARTBEAT), *options))
             self.ports.append(port)
@@ -296,41 +297,95 @@ async def test_a_node_killed_mid_load_loses_nothing_acknowledged(three_processes
             sender.stop()
 
 
-class PrivateMariaDB:
-    """A mariadbd of its own (own datadir, port and socket), so that killing
-    it disturbs nobody else on the machine."""
+class PrivateServer:
+    """A server process of the test's own, on a free loopback port with its
+    own files, so that killing it disturbs nobody else on the machine."""
+
+    name = None
 
     def __init__(self, directory):
-        self.datadir, self.socket = directory / "data", directory / "mariadb.sock"
-        self.log = directory / "mariadb.log"
+        self.directory = directory
+        self.log = directory / f"{self.name}.log"
         self.port = free_port()
         self.process = None
-        user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", "--skip-test-db",
-                        "--auth-root-authentication-method=normal", *user],
-                       check=True, capture_output=True, timeout=120)
-        self.command = ["mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}",
-                        "--bind-address=127.0.0.1", f"--socket={self.socket}", f"--pid-file={directory / 'pid'}",
-                        "--innodb-buffer-pool-size=16M", "--skip-log-bin", *user]
+
+    def command(self):
+        raise NotImplementedError
+
+    def answers(self):
+        raise NotImplementedError
 
     def start(self):
         """Start it and wait (at most 60 s) until it answers."""
-        import MySQLdb
-
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         for _ in range(600):
-            try:
-                return MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", passwd="")
-            except MySQLdb.OperationalError:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"mariadbd exited: see {self.log}")
-                time.sleep(0.1)
-        raise AssertionError(f"mariadbd did not answer in 60 s: see {self.log}")
+            if self.answers():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited: see {self.log}")
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not answer in 60 s: see {self.log}")
 
     def kill(self):
+        """kill -9, as a crash or the OOM killer would."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
+
+    async def restart_after(self, seconds):
+        self.kill()
+        await task.deferLater(reactor, seconds, lambda: None)
+        await deferToThread(self.start)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+
+class PrivateMariaDB(PrivateServer):
+    name = "mariadbd"
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.user = ["--user=root"] if os.geteuid() == 0 else []
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={directory / 'data'}", "--skip-test-db",
+                        "--auth-root-authentication-method=normal", *self.user],
+                       check=True, capture_output=True, timeout=120)
+
+    def command(self):
+        return ["mariadbd", "--no-defaults", f"--datadir={self.directory / 'data'}", f"--port={self.port}",
+                "--bind-address=127.0.0.1", f"--socket={self.directory / 'mariadb.sock'}",
+                f"--pid-file={self.directory / 'mariadb.pid'}", "--innodb-buffer-pool-size=16M", "--skip-log-bin",
+                *self.user]
+
+    def connect(self):
+        import MySQLdb
+
+        return MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", passwd="")
+
+    def answers(self):
+        import MySQLdb
+
+        try:
+            self.connect().close()
+            return True
+        except MySQLdb.OperationalError:
+            return False
+
+
+class PrivateRedis(PrivateServer):
+    name = "redis-server"
+
+    def command(self):
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.directory)]
+
+    def answers(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
 
 @pytest.fixture
@@ -339,12 +394,12 @@ def private_mariadb(tmp_path):
         pytest.skip("mariadbd is not installed: no private MariaDB server to kill")
     need_redis()
     server = PrivateMariaDB(tmp_path)
-    connection = server.start()
+    server.start()
+    connection = server.connect()
     connection.cursor().execute("CREATE DATABASE neochat CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     connection.close()
     yield server
-    if server.process.poll() is None:
-        server.kill()
+    server.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -357,17 +412,53 @@ async def test_the_nodes_ride_out_a_mariadb_restart(private_mariadb):
         await bob.log_in(n1)
         await alice.log_in(n0)
         assert await wait_until(lambda: len(alice.receipts) >= 60, SETTLE)
-        private_mariadb.kill()  # kill -9: InnoDB recovers what was committed
-        await task.deferLater(reactor, 1, lambda: None)
-        (await deferToThread(private_mariadb.start)).close()
+        await private_mariadb.restart_after(1)  # InnoDB recovers what was committed
         assert await all_done([alice]), len(alice.receipts)
         assert await wait_until(lambda: bob.client_ids() == set(alice.receipts), SETTLE)
         alice.check()
         bob.check(alice)
         assert alice.failures == [], "a request failed instead of waiting for the database"
         assert nodes.running(0) and nodes.running(1)
-        carol = Receiver("carol")  # the nodes serve new work
-        await carol.log_in(n1)
+        await Receiver("carol").log_in(n1)  # the nodes serve new work
+    finally:
+        alice.stop()
+        nodes.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed: no private Redis to kill")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    db_url, drop = _mysql_database()
+    yield server, db_url
+    server.stop()
+    drop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_nodes_ride_out_a_redis_restart(private_redis):
+    """Redis comes back empty: the nodes reconnect, write who is on them
+    again, and replay what was announced while nobody listened."""
+    redis, db_url = private_redis
+    nodes = Nodes(db_url, f"redis://127.0.0.1:{redis.port}/0").start(2)
+    n0, n1 = nodes.ports
+    alice, bob, watcher = Sender("alice", "bob", total=300), Receiver("bob"), Watcher("watcher")
+    nodes.add_users("alice", "bob", "watcher", "carol")
+    try:
+        await watcher.log_in(n1, presence="delta")
+        await bob.log_in(n1)
+        await alice.log_in(n0)
+        assert await wait_until(lambda: watcher.online == {"alice", "bob", "watcher"}), watcher.seen
+        assert await wait_until(lambda: len(alice.receipts) >= 60, SETTLE)
+        await redis.restart_after(1)
+        assert await all_done([alice]), len(alice.receipts)
+        assert await wait_until(lambda: bob.client_ids() == set(alice.receipts), SETTLE)
+        alice.check()
+        bob.check(alice)
+        await Receiver("carol").log_in(n0)  # presence crosses nodes again
+        assert await wait_until(lambda: watcher.online == {"alice", "bob", "watcher", "carol"}), watcher.seen
     finally:
         alice.stop()
         nodes.stop()
