@@ -137,7 +137,8 @@ class Throttle:
 
     def login_failed(self, account, address, via):
         now = self.clock.seconds()
-        self.report_failure(account, address, via, self.accounts.fail(account, now), self.addresses.fail(address, now))
+        by_account, by_address = self.accounts.fail(account, now), self.addresses.fail(address, now)
+        self.report_failure(account, address, via, by_account, by_address)
 
     def report_failure(self, account, address, via, by_account, by_address):
         """Log a failed login with its counts, and a lockout it starts."""
