@@ -84,7 +84,7 @@ class NeoChatService(service.MultiService):
         )
         self.chat = Chat(
             self.store, self.router, self.accounts, reactor, settings.friends_only,
-            calls=Calls(self.cell, self.router),
+            calls=cluster_calls(self.cell, self.router) if settings.cluster else Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
@@ -111,7 +111,7 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.chat, self.chat_service.factory, self.cell.counters),
+            Live(self.chat, self.chat_service.factory, self.cell.counters, self.router if settings.cluster else None),
         )
         admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
@@ -212,7 +212,13 @@ def cluster_router(settings, reactor):
     from neochat.cluster.router import ClusterRouter
 
     return ClusterRouter(settings.cluster, settings.node_name(), reactor, settings.cluster_prefix,
-                         settings.cluster_heartbeat)
+                         settings.cluster_heartbeat, settings.cluster_ask_timeout, settings.cluster_max_clip)
+
+
+def cluster_calls(cell, router):
+    from neochat.cluster.calls import ClusterCalls
+
+    return ClusterCalls(cell, router)
 
 
 def throttle(settings, reactor, router):
