@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -29,7 +28,6 @@ from tests.test_cluster import REDIS, REDIS_DB, redis_up, wait_until
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from server import free_port, neochat  # noqa: E402  (bench/server.py: twistd in a subprocess)
 
-NEOCHATCTL = str(Path(sys.executable).parent / "neochatctl")
 PASSWORD = "pw"
 HEARTBEAT = 0.5  # seconds: a node is dead after 1.5
 WINDOW = 20  # messages in flight per sender
@@ -67,8 +65,12 @@ class Member:
         self.line = None
         self.logins = 0
 
-    async def log_in(self, port, **extra):
+    async def log_in(self, port, register=False, **extra):
+        """(The benches' server options lift the registration limit.)"""
         line = await Line.connect(port)
+        if register:
+            reply = await line.request({"message_type": "register", "username": self.name, "password": PASSWORD})
+            assert reply["content"] == "success", reply
         reply = await line.request({"message_type": "login", "username": self.name, "password": PASSWORD,
                                     "acks": True, **extra})
         assert reply["content"] == "success", reply
@@ -216,17 +218,6 @@ class Nodes:
             self.processes.append(process)
         return self
 
-    def add_users(self, *names):
-        """Accounts made by the administrator (neochatctl, on the database):
-        the registrations from one address are limited cluster-wide."""
-        with tempfile.TemporaryDirectory() as directory:
-            password = Path(directory) / "password"
-            password.write_text(PASSWORD + "\n")
-            runs = [subprocess.Popen([NEOCHATCTL, "--data-dir", directory, "--db", self.db_url, "adduser", name,
-                                      "--password-file", str(password)], stdout=subprocess.DEVNULL)
-                    for name in names]
-            assert [run.wait(120) for run in runs] == [0] * len(names)
-
     def kill(self, number):
         self.processes[number].send_signal(signal.SIGKILL)
         self.processes[number].wait(10)
@@ -269,13 +260,12 @@ async def test_a_node_killed_mid_load_loses_nothing_acknowledged(three_processes
     senders = [Sender(f"s{number}", f"r{number}", total=400) for number in range(3)]
     watcher = Watcher("watcher")
     everyone = {"watcher", "r0", "r1", "r2", "s0", "s1", "s2"}
-    nodes.add_users(*everyone)
-    await watcher.log_in(n1, presence="delta")
+    await watcher.log_in(n1, register=True, presence="delta")
     for receiver, port in zip(receivers, (n1, n2, n0)):
-        await receiver.log_in(port)
+        await receiver.log_in(port, register=True)
     try:
         for sender, port in zip(senders, (n0, n1, n2)):
-            await sender.log_in(port)
+            await sender.log_in(port, register=True)
         assert await wait_until(lambda: watcher.online == everyone), watcher.online
         assert await wait_until(lambda: len(senders[0].receipts) >= 100, SETTLE)
 
@@ -407,10 +397,9 @@ async def test_the_nodes_ride_out_a_mariadb_restart(private_mariadb):
     nodes = Nodes(f"mysql://root@127.0.0.1:{private_mariadb.port}/neochat").start(2, "--db-retry", "60")
     n0, n1 = nodes.ports
     alice, bob = Sender("alice", "bob", total=300), Receiver("bob")
-    nodes.add_users("alice", "bob", "carol")
     try:
-        await bob.log_in(n1)
-        await alice.log_in(n0)
+        await bob.log_in(n1, register=True)
+        await alice.log_in(n0, register=True)
         assert await wait_until(lambda: len(alice.receipts) >= 60, SETTLE)
         await private_mariadb.restart_after(1)  # InnoDB recovers what was committed
         assert await all_done([alice]), len(alice.receipts)
@@ -419,7 +408,7 @@ async def test_the_nodes_ride_out_a_mariadb_restart(private_mariadb):
         bob.check(alice)
         assert alice.failures == [], "a request failed instead of waiting for the database"
         assert nodes.running(0) and nodes.running(1)
-        await Receiver("carol").log_in(n1)  # the nodes serve new work
+        await Receiver("carol").log_in(n1, register=True)  # the nodes serve new work
     finally:
         alice.stop()
         nodes.stop()
@@ -445,11 +434,10 @@ async def test_the_nodes_ride_out_a_redis_restart(private_redis):
     nodes = Nodes(db_url, f"redis://127.0.0.1:{redis.port}/0").start(2)
     n0, n1 = nodes.ports
     alice, bob, watcher = Sender("alice", "bob", total=300), Receiver("bob"), Watcher("watcher")
-    nodes.add_users("alice", "bob", "watcher", "carol")
     try:
-        await watcher.log_in(n1, presence="delta")
-        await bob.log_in(n1)
-        await alice.log_in(n0)
+        await watcher.log_in(n1, register=True, presence="delta")
+        await bob.log_in(n1, register=True)
+        await alice.log_in(n0, register=True)
         assert await wait_until(lambda: watcher.online == {"alice", "bob", "watcher"}), watcher.seen
         assert await wait_until(lambda: len(alice.receipts) >= 60, SETTLE)
         await redis.restart_after(1)
@@ -457,7 +445,7 @@ async def test_the_nodes_ride_out_a_redis_restart(private_redis):
         assert await wait_until(lambda: bob.client_ids() == set(alice.receipts), SETTLE)
         alice.check()
         bob.check(alice)
-        await Receiver("carol").log_in(n0)  # presence crosses nodes again
+        await Receiver("carol").log_in(n0, register=True)  # presence crosses nodes again
         assert await wait_until(lambda: watcher.online == {"alice", "bob", "watcher", "carol"}), watcher.seen
     finally:
         alice.stop()

@@ -3,7 +3,7 @@ three nodes are throttled as on one (neochat/cluster/throttle.py); while
 Redis does not answer, each node counts alone."""
 
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 
 from neochat.chat.throttle import FailurePolicy, Throttle, ThrottleSettings, TooManyAttempts
 from neochat.cluster.throttle import ClusterThrottle
@@ -67,6 +67,23 @@ async def test_registrations_from_one_address_spread_over_nodes_hit_the_limit(st
         assert 3500 < int(str(reply).split("retry in ")[1].split(" s")[0]) <= 3600
     ok, _ = await login(clients[1], dialect, "user0", "secret")  # registered accounts log in
     assert ok
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_growing_delay_holds_on_every_node_and_zero_lifts_a_limit(cluster_db, tmp_path):
+    throttle = ThrottleSettings(account=FailurePolicy(free=1, lock_after=0, lock_seconds=60),
+                                address=STRICT.address, registrations_per_address=0)
+    async for cluster in three_nodes(cluster_db, tmp_path, throttle=throttle):
+        n0, n1, n2 = cluster.nodes
+        clients = [await node.client() for node in (n0, n1, n2)]
+        for number, client in enumerate(clients * 2):  # past the default limit of 5
+            assert (await register(client, "json", f"user{number}"))[0]
+        assert not (await login(clients[0], "json", "user0", "wrong"))[0]
+        ok, reply = await login(clients[1], "json", "user0", "secret")  # waits 1 s after the first failure
+        assert not ok and reply["reason"] == "too many attempts, retry in 1 s"
+        await task.deferLater(reactor, 1.1, lambda: None)
+        ok, reply = await login(clients[2], "json", "user0", "secret")
+        assert ok, reply
 
 
 class Silent:

@@ -11,7 +11,11 @@ Keys, under the cluster prefix and ``throttle:``, each expiring by itself:
   must wait, for as long as it must (its TTL);
 - ``registrations:IP``: registrations in the window opened by the first.
 
-Each update is one Lua script, so nodes counting at once count right.
+A failure is counted by one Lua script (so nodes counting at once count
+right); the wait the new count calls for (FailurePolicy.delay, the one
+place that knows it) is then set, only ever made longer, so the order in
+which two nodes set theirs does not matter.  Redis's clock alone decides
+when a wait is over.
 While Redis is disconnected, or does not answer within ``shared_timeout``,
 or has ``shared_waiting`` commands unanswered, the node counts alone, in a
 Throttle of its own (only then: a good login on another node could not
@@ -27,16 +31,18 @@ from neochat.chat.throttle import TooManyAttempts
 
 log = Logger()
 
-# KEYS: failures, wait.  ARGV: the failures' lifetime (ms), then the wait
-# (ms) after 1, 2 ... failures; the last one holds for any more.
+# KEYS: failures.  ARGV: their lifetime (ms).  The count.
 FAIL = """
 local failures = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-local wait = tonumber(ARGV[1 + math.min(failures, #ARGV - 1)])
-if wait > 0 and redis.call('PTTL', KEYS[2]) < wait then
-  redis.call('SET', KEYS[2], '1', 'PX', wait)
-end
 return failures
+"""
+
+# KEYS: wait.  ARGV: milliseconds, unless it is longer already.
+WAIT = """
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
 """
 
 # KEYS: the two waits.  Milliseconds left of each (negative: none).
@@ -60,7 +66,8 @@ class RedisAway(Exception):
 
 
 def _ms(seconds):
-    return str(int(seconds * 1000))
+    """Whole milliseconds, at least 1 (Redis refuses a PX of 0)."""
+    return str(max(1, int(seconds * 1000)))
 
 
 class ClusterThrottle:
@@ -74,10 +81,6 @@ class ClusterThrottle:
         self.reactor = reactor
         self.shared = True  # Redis answered last time
         self._waiting = 0  # commands sent and not answered
-        self._fail_args = {
-            what: [_ms(2 * policy.lock_seconds)] + [_ms(policy.delay(n)) for n in range(1, policy.lock_after + 1)]
-            for what, policy in (("account", self.settings.account), ("address", self.settings.address))
-        }
 
     @defer.inlineCallbacks
     def check_login(self, account, address):
@@ -93,13 +96,19 @@ class ClusterThrottle:
     def login_failed(self, account, address, via):
         keys = (("account", account, self.local.accounts), ("address", address, self.local.addresses))
         shared = yield defer.gatherResults([
-            self._shared("EVAL", FAIL, "2", self._key("failures", what, key), self._key("wait", what, key),
-                         *self._fail_args[what])
-            for what, key, _ in keys])
+            self._shared("EVAL", FAIL, "1", self._key("failures", what, key), _ms(2 * counter.policy.lock_seconds))
+            for what, key, counter in keys])
         now = self.reactor.seconds()
-        by_account, by_address = (counter.fail(key, now) if count is None else count
-                                  for count, (_, key, counter) in zip(shared, keys))
-        self.local.report_failure(account, address, via, by_account, by_address)
+        counts, waits = [], []
+        for count, (what, key, counter) in zip(shared, keys):
+            if count is None:  # Redis is away: this node counts
+                count = counter.fail(key, now)
+            elif counter.policy.delay(count) > 0:
+                wait = _ms(counter.policy.delay(count))
+                waits.append(self._shared("EVAL", WAIT, "1", self._key("wait", what, key), wait))
+            counts.append(count)
+        yield defer.gatherResults(waits)
+        self.local.report_failure(account, address, via, *counts)
 
     def login_succeeded(self, account):
         self.local.login_succeeded(account)
@@ -108,6 +117,8 @@ class ClusterThrottle:
     @defer.inlineCallbacks
     def register(self, address):
         """Count one registration from ``address``; raise TooManyAttempts past the limit."""
+        if not self.settings.registrations_per_address:
+            return  # 0: no limit
         wait = yield self._shared("EVAL", REGISTER, "1", self._key("registrations", address),
                                   str(self.settings.registrations_per_address),
                                   _ms(self.settings.registration_window))
