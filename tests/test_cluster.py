@@ -1,11 +1,9 @@
 """Three nodes in one process, one MariaDB database, one Redis: clients on
 different nodes chat as if on one (neochat/cluster, docs/scaling.md)."""
 
-import os
 import socket
 import uuid
 
-import pytest
 import pytest_twisted
 import txredisapi
 from twisted.internet import defer, reactor, task
@@ -15,23 +13,12 @@ from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
-from tests.conftest import RunningServer, _mysql_database
+from tests.conftest import REDIS, REDIS_DB, RunningServer
 from tests.test_files_ftp import connect, download, store
 from tests.test_social import content, log_in, log_in_again, message_type, send_text
 from tests.udp import LOCAL, free_port_range
 
-REDIS = ("127.0.0.1", 6379)
-REDIS_DB = 9  # away from anything else on the shared server; keys are prefixed per test too
 HEARTBEAT = 0.3  # seconds: a node is dead after 0.9
-
-
-def redis_up():
-    try:
-        socket.create_connection(REDIS, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
 
 @defer.inlineCallbacks
 def wait_until(condition, seconds=10):
@@ -73,19 +60,6 @@ class Cluster:
     def stop(self):
         for node in self.nodes:
             yield node.stop()
-
-
-@pytest.fixture
-def cluster_db():
-    """A new MariaDB database for the nodes, if Redis is up: its URL.  (A
-    skip from a plain fixture: pytest-twisted's async ones mishandle it.)"""
-    if not redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    db_url, drop = _mysql_database()
-    yield db_url
-    drop()
 
 
 async def three_nodes(db_url, tmp_path, **settings):

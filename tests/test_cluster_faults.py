@@ -22,8 +22,8 @@ from twisted.internet import reactor, task
 from twisted.internet.threads import deferToThread
 
 from tests.clients import JsonClient
-from tests.conftest import _mysql_database
-from tests.test_cluster import REDIS, REDIS_DB, redis_up, wait_until
+from tests.conftest import REDIS, REDIS_DB, _mysql_database, need_redis
+from tests.test_cluster import wait_until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
 from server import free_port, neochat  # noqa: E402  (bench/server.py: twistd in a subprocess)
@@ -230,21 +230,11 @@ class Nodes:
         self.stack.close()
 
 
-def need_redis():
-    if not redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-
-
 @pytest.fixture
-def three_processes():
-    need_redis()
-    db_url, drop = _mysql_database()
-    nodes = Nodes(db_url).start(3)
+def three_processes(cluster_db):
+    nodes = Nodes(cluster_db).start(3)
     yield nodes
     nodes.stop()
-    drop()
 
 
 async def all_done(members, seconds=SETTLE):

@@ -7,7 +7,7 @@ from twisted.internet import defer, reactor, task
 
 from neochat.chat.throttle import FailurePolicy, Throttle, ThrottleSettings, TooManyAttempts
 from neochat.cluster.throttle import ClusterThrottle
-from tests.test_cluster import cluster_db, three_nodes  # noqa: F401 (a fixture)
+from tests.test_cluster import three_nodes
 from tests.test_logins import login, register
 
 # Locked at the 4th failure, no delay before: spread over 3 nodes, no node sees more than 2.
