@@ -2,8 +2,9 @@
 one MariaDB database and one Redis, clients on different nodes sending
 messages with client ids.  A node killed with kill -9: its users log in on
 another node and lose nothing acknowledged, and the others see them go
-offline and come back.  A private MariaDB server killed and restarted: the
-nodes ride it out (docs/scaling.md, "Faults")."""
+offline and come back.  A Redis and a MariaDB server of the test's own
+killed and restarted: the nodes ride them out and lose nothing acknowledged
+(docs/scaling.md, "Faults")."""
 
 import os
 import shutil

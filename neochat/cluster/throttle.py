@@ -16,6 +16,7 @@ right); the wait the new count calls for (FailurePolicy.delay, the one
 place that knows it) is then set, only ever made longer, so the order in
 which two nodes set theirs does not matter.  Redis's clock alone decides
 when a wait is over.
+
 While Redis is disconnected, or does not answer within ``shared_timeout``,
 or has ``shared_waiting`` commands unanswered, the node counts alone, in a
 Throttle of its own (only then: a good login on another node could not
