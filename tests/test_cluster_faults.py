@@ -201,10 +201,11 @@ class Watcher(Member):
 
 class Nodes:
     """``twistd neochat`` processes of one cluster (bench/server.py's launcher:
-    log files, free ports, stopped by PID at the end)."""
+    free ports, stopped by PID at the end), each with its data dir and log
+    under ``directory``."""
 
-    def __init__(self, db_url, redis_url=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}"):
-        self.db_url, self.redis_url = db_url, redis_url
+    def __init__(self, directory, db_url, redis_url=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}"):
+        self.directory, self.db_url, self.redis_url = directory, db_url, redis_url
         self.prefix = f"neochat-test:{uuid.uuid4().hex}:"
         self.stack = ExitStack()
         self.ports, self.processes = [], []
@@ -214,7 +215,7 @@ class Nodes:
             port, process = self.stack.enter_context(neochat(
                 "--db", self.db_url, "--cluster", self.redis_url,
                 "--node-id", f"n{number}", "--cluster-prefix", self.prefix,
-                "--cluster-heartbeat", str(HEARTBEAT), *options))
+                "--cluster-heartbeat", str(HEARTBEAT), *options, data_dir=self.directory / f"n{number}"))
             self.ports.append(port)
             self.processes.append(process)
         return self
@@ -232,8 +233,8 @@ class Nodes:
 
 
 @pytest.fixture
-def three_processes(cluster_db):
-    nodes = Nodes(cluster_db).start(3)
+def three_processes(cluster_db, tmp_path):
+    nodes = Nodes(tmp_path, cluster_db).start(3)
     yield nodes
     nodes.stop()
 
@@ -385,7 +386,8 @@ def private_mariadb(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_the_nodes_ride_out_a_mariadb_restart(private_mariadb):
-    nodes = Nodes(f"mysql://root@127.0.0.1:{private_mariadb.port}/neochat").start(2, "--db-retry", "60")
+    nodes = Nodes(private_mariadb.directory, f"mysql://root@127.0.0.1:{private_mariadb.port}/neochat")
+    nodes.start(2, "--db-retry", "60")
     n0, n1 = nodes.ports
     alice, bob = Sender("alice", "bob", total=300), Receiver("bob")
     try:
@@ -422,7 +424,7 @@ async def test_the_nodes_ride_out_a_redis_restart(private_redis):
     """Redis comes back empty: the nodes reconnect, write who is on them
     again, and replay what was announced while nobody listened."""
     redis, db_url = private_redis
-    nodes = Nodes(db_url, f"redis://127.0.0.1:{redis.port}/0").start(2)
+    nodes = Nodes(redis.directory, db_url, f"redis://127.0.0.1:{redis.port}/0").start(2)
     n0, n1 = nodes.ports
     alice, bob, watcher = Sender("alice", "bob", total=300), Receiver("bob"), Watcher("watcher")
     try:
