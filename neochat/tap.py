@@ -57,7 +57,9 @@ class Options(usage.Options):
          "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
         ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
-        ["udp-buffer", None, 4096, "Receive buffer of the cell and relay ports, in KiB (0: the kernel's).", int],
+        ["udp-buffer", None, 4096,
+         "Receive and send buffer of the cell and relay ports, in KiB (0: the kernel's; capped by "
+         "net.core.rmem_max and wmem_max).", int],
         ["relay-ports", None, "40000-40999",
          "UDP ports relaying seed-000 voice calls, FIRST-LAST, one per party (0-0: any free port)."],
         ["client-ports", None, "41000-41999",
@@ -130,7 +132,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
 
     def opt_limit(self, assignment):
-        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        """NAME=VALUE: change one message-server limit, TCP and WebSocket (repeatable; 0: off):
         frame_before_login (8192 B), bytes_before_login (65536), json_object
         (65536 B), header_frame (256 KiB), header_body (voice clips:
         16 MiB), login_timeout (60 s), idle_timeout
@@ -196,7 +198,7 @@ class Options(usage.Options):
             token_lifetime=self["token-days"] * 24 * 3600,
             cell_port=self["cell"],
             cell_interface=self["cell-interface"],
-            udp_receive_buffer=self["udp-buffer"] * 1024,
+            udp_buffer=self["udp-buffer"] * 1024,
             relay_ports=self["relay-ports"],
             client_ports=self["client-ports"],
             advertise_ip=self["advertise-ip"],

@@ -4,12 +4,14 @@ NEOCHAT_TEST_MYSQL is set), and a NeoChat server on 127.0.0.1 port 0."""
 import os
 import socket
 import uuid
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from neochat.chat import audit
 from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
@@ -79,6 +81,17 @@ def settings(db_url, tmp_path):
     )
 
 
+class Tripped:
+    """How often each limit tripped since this was made (the counts behind
+    ``neochat_limits_tripped_total``)."""
+
+    def __init__(self):
+        self.before = audit.counts.copy()
+
+    def __getitem__(self, limit):
+        return audit.counts[("limit", limit)] - self.before[("limit", limit)]
+
+
 class RunningServer:
     def __init__(self, root):
         self.root = root
@@ -130,6 +143,24 @@ async def server(settings):
     running = RunningServer(root)
     yield running
     await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def serve(settings):
+    """``await serve(name=value, ...)``: a server with those limits changed."""
+    running = []
+
+    async def start(**limits):
+        settings.limits = replace(settings.limits, **limits)
+        root = build_service(settings, reactor)
+        root.startService()
+        await root.ready
+        running.append(RunningServer(root))
+        return running[-1]
+
+    yield start
+    for server in running:
+        await server.stop()
 
 
 @pytest.fixture(params=["json", "header"])

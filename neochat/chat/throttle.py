@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.overrides import override
 
@@ -140,9 +141,11 @@ class Throttle:
     def check_login(self, account, address):
         """Raise TooManyAttempts while the account or the address must wait."""
         now = self.clock.seconds()
-        wait = max(self.accounts.wait(account, now), self.addresses.wait(address, now))
-        if wait > 0:
-            raise TooManyAttempts(wait)
+        by_account, by_address = self.accounts.wait(account, now), self.addresses.wait(address, now)
+        if by_account or by_address:
+            limit = "failed_logins_per_account" if by_account >= by_address else "failed_logins_per_address"
+            audit.limit_tripped(limit, address, account)
+            raise TooManyAttempts(max(by_account, by_address))
 
     def login_failed(self, account, address, via):
         now = self.clock.seconds()
@@ -173,6 +176,7 @@ class Throttle:
         if row is None:
             row = [now, 0]  # the window starts with the first registration
         if self.settings.registrations_per_address and row[1] >= self.settings.registrations_per_address:
+            audit.limit_tripped("registrations_per_address", address)
             raise TooManyAttempts(row[0] + self.settings.registration_window - now)
         row[1] += 1
         self.registrations.put(address, row, now)

@@ -77,7 +77,7 @@ class NeoChatService(service.MultiService):
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
-            mode=settings.voice_mode, reactor=reactor, receive_buffer=settings.udp_receive_buffer,
+            mode=settings.voice_mode, reactor=reactor, udp_buffer=settings.udp_buffer,
         )
         self.files = FileLibrary(
             self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
@@ -102,7 +102,7 @@ class NeoChatService(service.MultiService):
         self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         try:
             self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins,
-                                          counter=self.chat_service.factory.counter)
+                                          counter=self.chat_service.factory.counter, limits=settings.limits)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --http {' '.join(settings.http)}: {error}",
@@ -111,7 +111,8 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.chat, self.chat_service.factory, self.cell.counters, self.router if settings.cluster else None),
+            Live(self.chat, (self.chat_service.factory.connections, self.web_service.site.gateway.connections),
+                 self.cell.counters, self.router if settings.cluster else None),
         )
         admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
