@@ -211,13 +211,19 @@ class Nodes:
         self.ports, self.processes = [], []
 
     def start(self, count, *options):
-        for number in range(count):
-            port, process = self.stack.enter_context(neochat(
-                "--db", self.db_url, "--cluster", self.redis_url,
-                "--node-id", f"n{number}", "--cluster-prefix", self.prefix,
-                "--cluster-heartbeat", str(HEARTBEAT), *options, data_dir=self.directory / f"n{number}"))
-            self.ports.append(port)
-            self.processes.append(process)
+        """Start ``count`` nodes, one after the other (the first upgrades the
+        schema); if one does not start, stop those that did."""
+        try:
+            for number in range(count):
+                port, process = self.stack.enter_context(neochat(
+                    "--db", self.db_url, "--cluster", self.redis_url,
+                    "--node-id", f"n{number}", "--cluster-prefix", self.prefix,
+                    "--cluster-heartbeat", str(HEARTBEAT), *options, data_dir=self.directory / f"n{number}"))
+                self.ports.append(port)
+                self.processes.append(process)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def kill(self, number):
@@ -307,6 +313,7 @@ class PrivateServer:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited: see {self.log}")
             time.sleep(0.1)
+        self.kill()
         raise AssertionError(f"{self.name} did not answer in 60 s: see {self.log}")
 
     def kill(self):
