@@ -85,6 +85,9 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
         ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
+        ["cluster-prefix", None, "neochat:", "Prefix of this cluster's Redis keys and channels."],
+        ["cluster-heartbeat", None, 5.0,
+         "Seconds between a cluster node's heartbeats; a node is dead after three missed.", float],
         ["cluster-max-clip", None, 1024,
          "Largest voice clip, in KiB, to an account on another node of the cluster (413 past it).", int],
         ["behind-deadline", None, 60.0,
@@ -136,7 +139,8 @@ class Options(usage.Options):
         (600 s), connections_per_address (20), connections_total (0: the
         descriptor limit less 5 %, at least 256), messages_per_second (50),
         message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
-        max_group_size (1000)."""
+        max_group_size (1000), voice_spool_per_sender (64 MiB),
+        voice_spool_total (1 GiB)."""
         name, _, value = assignment.partition("=")
         try:
             self["limits"] = self["limits"].override(name.strip(), value.strip())
@@ -212,6 +216,8 @@ class Options(usage.Options):
             behind_deadline=self["behind-deadline"],
             cluster=self["cluster"],
             node_id=self["node-id"],
+            cluster_prefix=self["cluster-prefix"],
+            cluster_heartbeat=self["cluster-heartbeat"],
             cluster_max_clip=self["cluster-max-clip"] * 1024,
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
