@@ -111,10 +111,21 @@ def serve(kind):
     reactor.run()
 
 
-class Relay:
+class Measured:
+    """CPU and memory of a relay process, ``stats`` (a psutil.Process)."""
+
+    def cpu_seconds(self):
+        times = self.stats.cpu_times()
+        return times.user + times.system
+
+    def rss_mb(self):
+        return self.stats.memory_info().rss / 2**20
+
+
+class Relay(Measured):
     """The relay subprocess and its command line.  What run_step needs of a
-    relay: open_parties, close_parties, stats (a psutil.Process), cpu_seconds
-    and rss_mb; bench/turn.py has coturn's."""
+    relay: open_parties, close_parties and Measured's; bench/turn.py has
+    coturn's."""
 
     def __init__(self, kind):
         env = dict(os.environ, PYTHONPATH=REPO)
@@ -130,13 +141,6 @@ class Relay:
         self.process.stdin.write(command.encode() + b"\n")
         self.process.stdin.flush()
         return self.read()
-
-    def cpu_seconds(self):
-        times = self.stats.cpu_times()
-        return times.user + times.system
-
-    def rss_mb(self):
-        return self.stats.memory_info().rss / 2**20
 
     def open_parties(self, calls):
         return open_parties(self, calls)

@@ -21,7 +21,7 @@ import time
 
 import psutil
 
-from bench.bench_cell import LOCAL
+from bench.bench_cell import LOCAL, Measured
 from bench.server import free_port
 
 MAGIC = 0x2112A442
@@ -96,7 +96,7 @@ class ChannelSocket:
         self.sock.close()
 
 
-class Coturn:
+class Coturn(Measured):
     """A turnserver process, as a relay for bench_cell.run_step, pinned to
     ``cpu`` if given (with taskset, so its relay threads are too)."""
 
@@ -129,13 +129,6 @@ class Coturn:
                     if time.monotonic() > deadline or self.process.poll() is not None:
                         self.process.kill()
                         raise SystemExit(f"turnserver did not start: see {self.directory.name}/turn.log")
-
-    def cpu_seconds(self):
-        times = self.stats.cpu_times()
-        return times.user + times.system
-
-    def rss_mb(self):
-        return self.stats.memory_info().rss / 2**20
 
     def open_parties(self, calls):
         """[(caller's channel socket, coturn), (callee's socket, the caller's relayed address)] per call."""
