@@ -224,19 +224,21 @@ class Dialect:
             except ChatError as refused:
                 # Without its traceback, which would hold the request (a
                 # clip's body) in a reference cycle until the next collection.
-                slot.refused(refused.with_traceback(None))
+                slot.finish(refused.with_traceback(None))
             except Exception:
-                slot.failed(Failure())
+                slot.finish(Failure())
             else:
                 if isinstance(result, defer.Deferred):
-                    result.addCallbacks(slot.succeeded, slot.failed).addBoth(self._done)
+                    result.addBoth(self._done, slot)
                     return
-                slot.succeeded(result)
+                slot.finish(result)
         else:
-            slot.refused(error)
+            slot.finish(error)
         self._answer()
 
-    def _done(self, _):
+    def _done(self, outcome, slot):
+        """``outcome``: the reply or a Failure."""
+        slot.finish(outcome)
         self._answer()
         self._pump()
 
@@ -311,14 +313,8 @@ class _Slot:
         self.finished = False
         self.outcome = None  # the reply, a ChatError, a Rejected or a Failure
 
-    def succeeded(self, reply):
-        self.finished, self.outcome = True, reply
-
-    def failed(self, failure):
-        self.finished, self.outcome = True, failure
-
-    def refused(self, error):
-        self.finished, self.outcome = True, error
+    def finish(self, outcome):
+        self.finished, self.outcome = True, outcome
 
 
 def pipelined(when):

@@ -3,8 +3,10 @@
 Messages (with their pending-queue rows) and pending-queue deletes that
 arrive while a transaction is running, or within one reactor turn, are
 written together in ONE transaction with multi-row INSERTs, as Synapse's
-event persistence queue does.  Each caller's Deferred fires only after that
-commit, so nothing is acknowledged or delivered before it is durable.
+event persistence queue does.  Each caller hears of its message only after
+that commit, so nothing is acknowledged or delivered before it is durable:
+through a plain callback (``queue``, the send path: no Deferred per
+message) or a Deferred (``add``).
 
 A batch is retried whole on MySQL's transient errors (store/database.py):
 rows are keyed on (author, client_id), so a retried batch finds what an
@@ -14,6 +16,7 @@ earlier attempt committed and stores nothing twice.  One request's failure
 
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -44,10 +47,12 @@ class Stored:
 
 
 class _Write:
-    def __init__(self, message, pending_for):
+    __slots__ = ("message", "pending_for", "on_stored", "inserted_before", "result")
+
+    def __init__(self, message, pending_for, on_stored):
         self.message = message
         self.pending_for = pending_for
-        self.deferred = defer.Deferred()
+        self.on_stored = on_stored
         self.inserted_before = False  # an earlier attempt of this batch inserted it
         self.result = None  # Stored or an exception, set in the transaction
 
@@ -65,10 +70,15 @@ class MessageBatcher:
 
     def add(self, message, pending_for=()):
         """Deferred[Stored]; ``pending_for`` is a sequence of accounts or GROUP."""
-        write = _Write(message, pending_for if pending_for is GROUP else tuple(pending_for))
-        self._writes.append(write)
+        stored = defer.Deferred()
+        self.queue(message, pending_for, partial(_settle, stored))
+        return stored
+
+    def queue(self, message, pending_for, on_stored):
+        """``add`` without a Deferred: after the commit, ``on_stored(result)``
+        gets the Stored, or the exception that refused this message."""
+        self._writes.append(_Write(message, pending_for if pending_for is GROUP else tuple(pending_for), on_stored))
         self._schedule()
-        return write.deferred
 
     def delivered(self, rows):
         """Deferred: drop (account, message id) pairs from the pending queues."""
@@ -136,10 +146,10 @@ class MessageBatcher:
             if write.result is None:
                 continue
             result, write.result = write.result, None
-            if isinstance(result, Exception):
-                write.deferred.errback(result)
-            else:
-                write.deferred.callback(result)
+            try:
+                write.on_stored(result)
+            except Exception:
+                log.failure("after storing {message!r}", message=write.message)
 
     # -- in the pool thread ---------------------------------------------------
 
@@ -264,6 +274,13 @@ class _Pending:
         if isinstance(stored, Exception):
             return stored
         return Stored(stored.id, stored.create_time, stored.recipients, True)
+
+
+def _settle(deferred, result):
+    if isinstance(result, Exception):
+        deferred.errback(result)
+    else:
+        deferred.callback(result)
 
 
 def _duplicate_of(first, message):
