@@ -189,9 +189,7 @@ class MessageBatcher:
             pending.extend((account, ids[key]) for account in recipients)
             write.inserted_before = True
             write.result = Stored(ids[key], message.create_time, recipients, False)
-        for rows in _chunks(pending, ROWS_PER_INSERT):
-            txn.execute("INSERT INTO pending (user_account, message_id) VALUES "
-                        + ", ".join(["(?, ?)"] * len(rows)), [value for row in rows for value in row])
+        self._insert_pending(txn, pending)
         for write in batch:  # later writes of a client id claimed in this batch
             if isinstance(write.result, _Pending):
                 write.result = write.result.resolve()
@@ -232,27 +230,41 @@ class MessageBatcher:
         ).fetchall()}
 
     def _insert_messages(self, txn, writes):
-        """One INSERT ... RETURNING per chunk, skipping keys stored before
-        (and, on MySQL, rows whose reference vanished since the checks);
+        """Insert the messages, skipping keys stored before (and, on MySQL,
+        rows whose reference vanished since the checks);
         {(author, client_id): id} of the rows inserted."""
-        ids = {}
-        for chunk in _chunks(writes, self.db.dialect.messages_per_insert):
-            values = []
-            for write in chunk:
-                m = write.message
-                values += [m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation,
-                           m.content, m.create_time]
-            row_marks = "(" + _marks(MESSAGE_COLUMNS) + ")"
-            dialect = self.db.dialect
-            rows = txn.execute(
-                f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
-                + ", ".join([row_marks] * len(chunk)) + f"{dialect.on_conflict_ignore} RETURNING id, author, client_id",
-                values,
-            ).fetchall()
-            ids.update(((author, client_id), message_id) for message_id, author, client_id in rows)
-        return ids
+        dialect = self.db.dialect
+        insert = f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
+        rows = [(m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation, m.content,
+                 m.create_time) for m in (write.message for write in writes)]
+        if not rows:
+            return {}
+        if dialect.in_process:
+            # One writer (SqliteDialect): the rows above the largest id
+            # before the insert are the ones it inserted.
+            before = txn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").scalar()
+            txn.executemany(_one_row(insert, rows) + dialect.on_conflict_ignore, rows)
+            found = txn.execute("SELECT id, author, client_id FROM messages WHERE id > ?", (before,)).fetchall()
+        else:
+            found = []
+            for chunk in _chunks(rows, ROWS_PER_INSERT):
+                found += txn.execute(*_many_rows(insert, chunk, " RETURNING id, author, client_id")).fetchall()
+        return {(author, client_id): message_id for message_id, author, client_id in found}
+
+    def _insert_pending(self, txn, rows):
+        if not rows:
+            return
+        insert = "INSERT INTO pending (user_account, message_id) VALUES "
+        if self.db.dialect.in_process:
+            txn.executemany(_one_row(insert, rows), rows)
+        else:
+            for chunk in _chunks(rows, ROWS_PER_INSERT):
+                txn.execute(*_many_rows(insert, chunk))
 
     def _delete(self, txn, rows):
+        if self.db.dialect.in_process:
+            txn.executemany("DELETE FROM pending WHERE user_account = ? AND message_id = ?", rows)
+            return
         by_account = {}
         for account, message_id in rows:
             by_account.setdefault(account, set()).add(message_id)
@@ -302,6 +314,18 @@ def _resend_result(row, message, write):
 def _same(message, rece_user, group_id, chat_type, content):
     return (message.rece_user, message.group_id, message.chat_type, message.content) == (
         rece_user, group_id, chat_type, content)
+
+
+def _one_row(insert, rows):
+    """``insert`` ("INSERT ... VALUES ") for one row like those of ``rows``,
+    to run once per row (executemany): in process, rows are cheap one by one."""
+    return insert + "(" + _marks(rows[0]) + ")"
+
+
+def _many_rows(insert, rows, tail=""):
+    """One statement inserting all ``rows``: (sql, values)."""
+    marks = "(" + _marks(rows[0]) + ")"
+    return insert + ", ".join([marks] * len(rows)) + tail, [value for row in rows for value in row]
 
 
 def _marks(values):
