@@ -57,6 +57,7 @@ class Dialect:
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
+        self._starved = False  # the last pump stopped for want of bytes
         if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
             transport.bufferSize = WRITE_BUFFER
         transport.registerProducer(self, True)
@@ -166,6 +167,7 @@ class Dialect:
         self._pump()
 
     def _pump(self):
+        self._starved = False
         # A client that does not read its replies gets no more of them.
         while not self._behind and not self._ended:
             if self._next is None:
@@ -173,6 +175,7 @@ class Dialect:
                     break
                 item = self.next_item()
                 if item is None:
+                    self._starved = not self._input_ended
                     if self._input_ended and not self._in_flight:
                         # All answered: the account goes offline now, not at the close.
                         self.chat.disconnected(self.session)
@@ -240,7 +243,10 @@ class Dialect:
         """``outcome``: the reply or a Failure."""
         slot.finish(outcome)
         self._answer()
-        self._pump()
+        if self._starved:  # the last pump read every whole request: none can start before more bytes
+            self._watcher.pumped()
+        else:
+            self._pump()
 
     def _answer(self):
         """Replies go out in the order the requests came."""

@@ -15,8 +15,8 @@ earlier attempt committed and stores nothing twice.  One request's failure
 """
 
 from collections import deque
-from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -36,8 +36,7 @@ MESSAGE_COLUMNS = ("client_id", "author", "rece_user", "group_id", "chat_type", 
                    "message", "create_time")
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What a stored message's caller learns after the commit."""
 
     id: int
