@@ -24,7 +24,7 @@ def free_port(kind=socket.SOCK_STREAM):
 
 
 UNLIMITED = [arg for name in ("connections_per_address", "messages_per_second", "bytes_per_second")
-             for arg in ("--limit", f"{name}=0")]
+             for arg in ("--limit", f"{name}=0")] + ["--throttle", "registrations_per_address=0"]
 
 
 @contextlib.contextmanager

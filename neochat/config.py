@@ -1,6 +1,7 @@
 """Settings: everything the command line, a .tac file or a test can set."""
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,16 @@ from neochat.services.ftp import FtpSettings
 from neochat.services.limits import Limits
 
 DB_URL_VARIABLE = "NEOCHAT_DB"
+
+
+def listen_port(description):
+    """The port of an endpoint description (``tcp:7000``, ``ssl:port=7000:...``,
+    ``unix:/run/neochat.sock``), made safe for a file name."""
+    arguments = description.split(":")[1:]
+    named = [argument[len("port="):] for argument in arguments if argument.startswith("port=")]
+    positional = [argument for argument in arguments if "=" not in argument]
+    port = (named or positional or [description])[0]
+    return re.sub(r"[^A-Za-z0-9.-]", "_", port.strip("/"))
 
 
 @dataclass
@@ -65,11 +76,15 @@ class Settings:
     # Several nodes as one (docs/scaling.md): a redis:// URL, or None for a
     # single node without Redis.  node_id None: hostname and first listen
     # port.  Keys and channels are under cluster_prefix; a node is dead after
-    # three cluster_heartbeat seconds without a heartbeat.
+    # three cluster_heartbeat seconds without a heartbeat, and a request to
+    # another node fails after cluster_ask_timeout seconds.  A voice clip to
+    # an account on another node may have cluster_max_clip bytes (413 past).
     cluster: str = None
     node_id: str = None
     cluster_prefix: str = "neochat:"
     cluster_heartbeat: float = 5.0
+    cluster_ask_timeout: float = 5.0
+    cluster_max_clip: int = 1024 * 1024
 
     @classmethod
     def from_environment(cls, settings=None):
@@ -93,7 +108,7 @@ class Settings:
     def node_name(self):
         """This node's name in a cluster: node_id, else hostname and the
         first listen port."""
-        return self.node_id or f"{socket.gethostname()}-{self.listen[0].split(':')[1]}"
+        return self.node_id or f"{socket.gethostname()}-{listen_port(self.listen[0])}"
 
     def database_url(self):
         return self.db_url or os.environ.get(DB_URL_VARIABLE) or ""

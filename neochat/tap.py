@@ -7,6 +7,7 @@ from twisted.python import usage
 
 from neochat import config_file, logs
 from neochat.chat.calls import P2P, RELAY, CallLimits
+from neochat.chat.throttle import ThrottleSettings
 from neochat.config import DB_URL_VARIABLE, Settings
 from neochat.services.cell import PortRange
 from neochat.services.ftp import FtpSettings
@@ -82,6 +83,8 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
         ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
+        ["cluster-max-clip", None, 1024,
+         "Largest voice clip, in KiB, to an account on another node of the cluster (413 past it).", int],
         ["behind-deadline", None, 60.0,
          "Seconds a client may stay behind (not reading) before it is dropped; it loses nothing stored.", float],
     ]
@@ -93,6 +96,7 @@ class Options(usage.Options):
         self["http-origins"] = []
         self["call-limits"] = CallLimits()
         self["limits"] = Limits()
+        self["throttle"] = ThrottleSettings()
 
     def parseOptions(self, options=None):
         """The config file's options first, then the command line's.  Under
@@ -123,7 +127,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
 
     def opt_limit(self, assignment):
-        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        """NAME=VALUE: change one message-server limit, TCP and WebSocket (repeatable; 0: off):
         frame_before_login (8192 B), bytes_before_login (65536), json_object
         (65536 B), header_frame (256 KiB), header_body (voice clips:
         16 MiB), login_timeout (60 s), idle_timeout
@@ -136,6 +140,18 @@ class Options(usage.Options):
             self["limits"] = self["limits"].override(name.strip(), value.strip())
         except ValueError as error:
             raise usage.UsageError(f"--limit {assignment}: {error}") from None
+
+    def opt_throttle(self, assignment):
+        """NAME=VALUE: change one login or registration throttle (repeatable;
+        0: off): registrations_per_address (5) per registration_window
+        (3600 s); account.free (5 failed logins), account.lock_after (20),
+        account.lock_seconds (900), account.max_delay (60 s); the same for
+        address.* (10, 20, 3600, 60); max_entries (10000 per table)."""
+        name, _, value = assignment.partition("=")
+        try:
+            self["throttle"] = self["throttle"].override(name.strip(), value.strip())
+        except ValueError as error:
+            raise usage.UsageError(f"--throttle {assignment}: {error}") from None
 
     def opt_listen(self, description):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
@@ -184,6 +200,7 @@ class Options(usage.Options):
             voice_mode=self["voice"],
             call_limits=self["call-limits"],
             limits=self["limits"],
+            throttle=self["throttle"],
             friends_only=bool(self["friends-only"]),
             http=self["http"],
             http_origins=self["http-origins"],
@@ -193,6 +210,7 @@ class Options(usage.Options):
             behind_deadline=self["behind-deadline"],
             cluster=self["cluster"],
             node_id=self["node-id"],
+            cluster_max_clip=self["cluster-max-clip"] * 1024,
             ftp=FtpSettings(
                 interface=self["ftp-interface"],
                 port=self["ftp"],

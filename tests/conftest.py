@@ -3,6 +3,7 @@ NEOCHAT_TEST_MYSQL is set), and a NeoChat server on 127.0.0.1 port 0."""
 
 import os
 import uuid
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
@@ -127,6 +128,24 @@ async def server(settings):
     running = RunningServer(root)
     yield running
     await running.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def serve(settings):
+    """``await serve(name=value, ...)``: a server with those limits changed."""
+    running = []
+
+    async def start(**limits):
+        settings.limits = replace(settings.limits, **limits)
+        root = build_service(settings, reactor)
+        root.startService()
+        await root.ready
+        running.append(RunningServer(root))
+        return running[-1]
+
+    yield start
+    for server in running:
+        await server.stop()
 
 
 @pytest.fixture(params=["json", "header"])

@@ -2,11 +2,13 @@
 overriding it, errors that name the file and the key; twistd and the .tac
 files read it."""
 
+import socket
 from pathlib import Path
 
 import pytest
 from twisted.python import usage
 
+from neochat.config import Settings
 from neochat.config_file import ConfigError
 from neochat.tap import Options
 from tests.test_wiring import ROOT, serve_and_register
@@ -113,3 +115,15 @@ def test_a_bad_config_file_stops_twistd_with_one_line(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "twistd neochat: neochat.toml: unknown option 'colour' (twistd neochat --help lists them)"]
+
+
+@pytest.mark.parametrize("listen, port", [
+    ("tcp:7000", "7000"),
+    ("tcp:port=7001:interface=127.0.0.1", "7001"),
+    ("ssl:7002:privateKey=key.pem:certKey=cert.pem", "7002"),
+    ("unix:/run/neochat/chat.sock", "run_neochat_chat.sock"),
+])
+def test_a_node_without_an_id_is_named_after_its_host_and_first_port(listen, port):
+    settings = Settings(listen=[listen])
+    assert settings.node_name() == f"{socket.gethostname()}-{port}"
+    assert Settings(listen=[listen], node_id="n1").node_name() == "n1"

@@ -169,6 +169,7 @@ def test_resent_client_id_is_stored_once(server):
     alice, = yield logged_in(server, "alice", acks=True)
     bob, = yield logged_in(server, "bob")
     yield bob.close()
+    yield server.offline("bob")
     first = yield alice.request(word("alice", "bob", "once", client_id="same"))
     second = yield alice.request(word("alice", "bob", "once", client_id="same"))
     assert first["id"] == second["id"]

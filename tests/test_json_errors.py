@@ -4,12 +4,13 @@ import json
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
-from neochat.wire.json_stream import MAX_OBJECT
+from neochat.wire.json_stream import MAX_OBJECT, TRUNCATED
 
 NOT_AN_OBJECT = "not a JSON object: send each request as one {...} object"
 from tests.test_json_dialect import logged_in, word
+from tests.test_seed002_readings import half_closed_exchange
 
 
 @defer.inlineCallbacks
@@ -121,3 +122,16 @@ def test_client_vanishing_mid_line_loses_nothing_accepted(server):
         assert delivered["content"] == f"complete {n}"
     yield bob.next("update_online_user")
     assert not [m for m in bob.received if m["message_type"] == "word"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_half_close_inside_an_object_is_answered_after_the_whole_ones(server):
+    """``nc -q1`` with a request cut short: the whole ones run, then the cut one
+    gets an error before the connection closes, instead of silence."""
+    register = {"message_type": "register", "username": "carol", "password": "secret"}
+    raw = json.dumps(register).encode() + b"\n" + b'{"message_type": "login", "username": "ca'
+    data = yield threads.deferToThread(half_closed_exchange, server.port, raw)
+    replies = [json.loads(line) for line in data.splitlines()]
+    assert [reply["message_type"] for reply in replies] == ["register", "error"]
+    assert replies[0]["content"] == "success"
+    assert replies[1]["reason"] == TRUNCATED

@@ -8,7 +8,6 @@ import json
 import resource
 import socket
 import time
-from dataclasses import replace
 
 import psutil
 import pytest
@@ -18,32 +17,12 @@ from twisted.python import usage
 
 from bench.server import free_port, neochat
 from neochat.services.limits import Limits, raise_descriptor_limit, total_connections
-from neochat.services.root import build_service
 from neochat.tap import Options
 from neochat.wire.headers import HeaderDecoder, HeaderMessage, encode_message
 from tests.clients import BlockingJsonClient
-from tests.conftest import RunningServer
 
 MIB = 1024 * 1024
 SECOND_ADDRESS = "127.0.0.2"  # the loopback range: another address on this host (Linux)
-
-
-@pytest_twisted.async_yield_fixture
-async def serve(settings):
-    """``await serve(name=value, ...)``: a server with those limits changed."""
-    running = []
-
-    async def start(**limits):
-        settings.limits = replace(Limits(), **limits)
-        root = build_service(settings, reactor)
-        root.startService()
-        await root.ready
-        running.append(RunningServer(root))
-        return running[-1]
-
-    yield start
-    for server in running:
-        await server.stop()
 
 
 def connect(port, source="127.0.0.1"):

@@ -7,10 +7,12 @@ import pytest
 import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.internet import reactor, task
+from twisted.python import usage
 
 from neochat.chat.hashing import HashPool, ServerBusy
 from neochat.chat.throttle import FailurePolicy, Throttle, ThrottleSettings, TooManyAttempts
 from neochat.services.root import build_service
+from neochat.tap import Options
 from tests.conftest import RunningServer
 
 PASSWORD = "secret"
@@ -202,3 +204,35 @@ async def test_password_hash_is_upgraded_at_login_when_the_parameters_changed(se
     assert ",t=2,p=1$" in await users.password_hash("ann")
     other = await server.client("json")
     assert (await login(other, "json", "ann", PASSWORD))[0]
+
+
+def test_throttle_options_change_the_settings_and_say_what_is_wrong():
+    options = Options()
+    options.parseOptions(["--throttle", "registrations_per_address=0", "--throttle", "account.lock_after=3",
+                          "--throttle", "address.max_delay=2.5"])
+    throttle = options.settings().throttle
+    assert throttle.registrations_per_address == 0
+    assert throttle.account == FailurePolicy(free=5, lock_after=3, lock_seconds=15 * 60)
+    assert throttle.address.max_delay == 2.5
+    for wrong, message in (("nonsense=1", "unknown throttle setting 'nonsense'"),
+                           ("account=1", "unknown throttle setting 'account'"),
+                           ("account.free=-1", "cannot be negative"), ("max_entries=0", "cannot be 0"),
+                           ("account.free=many", "invalid literal")):
+        with pytest.raises(usage.UsageError, match=message):
+            Options().parseOptions(["--throttle", wrong])
+
+
+@pytest_twisted.ensureDeferred
+async def test_zero_turns_the_registration_limit_and_the_lockout_off(settings, dialect):
+    no_lockout = FailurePolicy(free=0, lock_after=0, lock_seconds=600, max_delay=0)
+    settings.throttle = ThrottleSettings(registrations_per_address=0, account=no_lockout, address=no_lockout)
+    running = await serve(settings)
+    try:
+        client = await running.client(dialect)
+        for number in range(8):  # past the default of 5
+            assert (await register(client, dialect, f"user{number}"))[0]
+        for _ in range(25):  # past a lockout after 20 failures, were there one
+            ok, reply = await login(client, dialect, "user0", "wrong")
+            assert not ok and "too many attempts" not in str(reply)
+    finally:
+        await running.stop()

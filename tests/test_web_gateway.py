@@ -69,11 +69,13 @@ def test_bad_messages_get_errors_and_the_socket_keeps_working(server):
     assert (yield ws.next("error")) == {"message_type": "error", "content": "fail", "reason": "malformed JSON"}
     ws.send_text("[1, 2]")
     assert (yield ws.next("error"))["reason"].startswith("not a JSON object")
+    ws.send_text('{"message_type": "nonsense"}')
+    assert (yield ws.next("error"))["reason"] == "unknown message_type"
+    yield ws.register_and_login("alice")  # the next message is read as itself
     ws.send_text(json.dumps({"message_type": "word", "content": "x" * 70000}))
     assert (yield ws.next("error"))["reason"] == "message too long (limit 65536 bytes)"
     ws.send_text('{"message_type": "nonsense"}')
     assert (yield ws.next("error"))["reason"] == "unknown message_type"
-    yield ws.register_and_login("alice")  # the next message is read as itself
 
 
 @pytest_twisted.inlineCallbacks
@@ -243,6 +245,7 @@ def test_http_is_off_unless_asked_for():
 def test_an_oversized_message_closes_only_its_socket(server):
     big = yield WsClient.connect(server.http_port)
     other = yield WsClient.connect(server.http_port)
+    yield big.register_and_login("alice")  # before login, bytes_before_login closes it first
     big.send_text(json.dumps({"message_type": "word", "content": "x" * 300000}))
     yield big.closed
     assert big.close_code == 1009  # message too big

@@ -38,8 +38,9 @@ class Live:
     """The running server's parts the live verbs need."""
 
     chat: object  # neochat.chat.domain.Chat
-    connections: object  # the chat factory: .connections, each with .transport
+    connections: tuple  # services.listening.Connections of the message port and the WebSocket gateway
     calls: object  # callable: {"calls": n, ...relay counters}
+    cluster: object = None  # a cluster node's ClusterRouter: online, kick and stats cover every node
 
 
 class Administration:
@@ -49,6 +50,10 @@ class Administration:
         self.accounts = accounts
         self.files = files
         self.live = live
+        if live is not None and live.cluster is not None:  # what the other nodes ask this one
+            live.cluster.answer("admin_online", lambda node: self._online_here())
+            live.cluster.answer("admin_kick", lambda node, **args: self._kick_here(**args))
+            live.cluster.answer("admin_stats", lambda node: self._live_counts_here())
 
     # -- accounts --------------------------------------------------------
 
@@ -93,17 +98,45 @@ class Administration:
 
     # -- sessions (live only) --------------------------------------------
 
+    # In a cluster, the node whose socket was asked asks every node (or the
+    # account's) through Redis (cluster/asking.py), and adds the node names.
+
+    @defer.inlineCallbacks
     def online(self):
+        cluster = self._live().cluster
+        if cluster is None:
+            return self._online_here()
+        rows = []
+        for node, answered, result in (yield cluster.ask_everywhere("admin_online")):
+            if not answered:
+                result.raiseException()  # an online list missing a node would mislead
+            rows += [dict(row, node=node) for row in result]
+        return sorted(rows, key=lambda row: row["account"])
+
+    def _online_here(self):
+        return [{"account": session.account, "address": session.peer_host} for session in self._sessions_here()]
+
+    def _sessions_here(self):
         router = self._live().chat.router
-        return [{"account": account, "address": router.session_of(account).peer_host}
-                for account in router.online_accounts()]
+        sessions = (router.session_of(account) for account in router.online_accounts())
+        return [session for session in sessions if session is not None]  # a cluster's others are elsewhere
 
     def kick(self, account, reason="kicked by the administrator"):
-        self._live()
+        cluster = self._live().cluster
+        if cluster is None:
+            return self._kick_here(account, reason)
+        node = cluster.node_of(account)
+        if node is None:
+            raise NotFound("not online")
+        return cluster.ask(node, "admin_kick", account=account, reason=reason)
+
+    def _kick_here(self, account, reason):
         if not self._kick(account, reason):
             raise NotFound("not online")
         audit.kicked(account, reason)
-        return {"account": account}
+        if self.live.cluster is None:
+            return {"account": account}
+        return {"account": account, "node": self.live.cluster.node_id}
 
     def _kick(self, account, reason):
         return self.live is not None and self.live.chat.kick(account, reason)
@@ -143,17 +176,19 @@ class Administration:
             raise BadRequest(f"not an IP address or network: {target}") from None
 
     def _drop_banned(self, kind, target):
-        """Kick the banned account, or close every connection from the network."""
+        """Kick the banned account, or refuse every open connection, TCP or
+        WebSocket, from the network (403 address banned)."""
         if self.live is None:
             return 0
         if kind == ACCOUNT:
             return int(self._kick(target, "account banned"))
         admission = self.accounts.admission
         dropped = 0
-        for connection in list(self.live.connections.connections):
-            if admission.address_banned(connection.transport.getPeer().host):
-                connection.transport.loseConnection()
-                dropped += 1
+        for connections in self.live.connections:
+            for connection in connections:
+                if admission.address_banned(connection.transport.getPeer().host):
+                    connection.refuse(403, "address banned")
+                    dropped += 1
         return dropped
 
     @defer.inlineCallbacks
@@ -221,10 +256,26 @@ class Administration:
     def stats(self):
         midnight = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
         counts = yield self.admin_store.counts(int(midnight * 1000))
-        if self.live:
-            counts["online"] = len(self.live.chat.router.online_accounts())
-            counts["connections"] = len(self.live.connections.connections)
-            counts.update(self.live.calls())
+        if self.live is None:
+            return counts
+        if self.live.cluster is None:
+            counts.update(self._live_counts_here())
+            return counts
+        counts["nodes"] = []
+        for node, answered, result in (yield self.live.cluster.ask_everywhere("admin_stats")):
+            if not answered:
+                counts["nodes"].append({"node": node, "error": result.getErrorMessage()})
+                continue
+            counts["nodes"].append(dict(node=node, **result))
+            for name, number in result.items():
+                counts[name] = counts.get(name, 0) + number
+        return counts
+
+    def _live_counts_here(self):
+        """This node's sessions, connections, calls and relay counters."""
+        counts = {"online": len(self._sessions_here()),
+                  "connections": sum(len(connections) for connections in self.live.connections)}
+        counts.update(self.live.calls())
         return counts
 
     def _live(self):

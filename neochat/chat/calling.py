@@ -19,6 +19,7 @@ from neochat.chat.model import Notice
 
 VOICE = "voice"  # the seed-000 message, and the kind of its calls
 KEYED_KINDS = ("call", "videocall")  # seed 002
+ACCEPT, REJECT, CLOSE = "accept", "reject", "close"  # what a party does to a call
 
 
 def friend_offline():
@@ -45,7 +46,10 @@ class Calls:
         callee_session = self.router.session_of(callee)
         if callee_session is None:
             raise friend_offline()
-        call = self.cell.start_voice_call(caller, callee, session.peer_host, callee_session.peer_host, VOICE)
+        self._start_voice(caller, session.peer_host, callee, callee_session.peer_host)
+
+    def _start_voice(self, caller, caller_ip, callee, callee_ip, key=None):
+        call = self.cell.start_voice_call(caller, callee, caller_ip, callee_ip, VOICE, key=key)
         self.router.deliver(callee, self._voice_notice(call, "request", callee))
 
     def answer_voice(self, session, named, accept):
@@ -59,19 +63,14 @@ class Calls:
         incoming = [call for call in calls if call.callee == callee]
         if not incoming:
             if calls and not accept:
-                return self._hang_up(_newest(calls), callee)
+                return self._act(_newest(calls), callee, CLOSE)
             raise CallError("not_party" if calls else "no_such_call")
-        call = _newest(incoming)
-        if accept:
-            self._accept(call, callee)
-            self.router.deliver(call.caller, self._voice_notice(call, "accept", call.caller))
-        else:
-            self._hang_up(call, callee, word="reject")
+        return self._act(_newest(incoming), callee, ACCEPT if accept else REJECT)
 
     def close_voice(self, session, named=()):
         """Hang up the newest voice call that has the account and every ``named`` account in it."""
         account = _account(session)
-        self._hang_up(self._find(account, keyed=False, named=named), account)
+        return self._act(self._find(account, keyed=False, named=named), account, CLOSE)
 
     def _voice_notice(self, call, content, party=None):
         fields = {"content": content, "send_user": call.caller, "rece_user": call.callee}
@@ -92,6 +91,11 @@ class Calls:
         """Forward the caller's ``call``/``videocall`` with its key, which makes
         an unclaimed key a call; a callee offline ends the call."""
         caller = _account(session)
+        self._claim(key, caller, callee)
+        self._deliver_ring(key, callee, Notice(message_type, {"user_account": caller, "cell_key": key}))
+
+    def _claim(self, key, caller, callee):
+        """The caller's unclaimed key or unanswered keyed call, as a call."""
         call = self.registry.get(key) or self.registry.claim(key, caller, callee)
         if call.media != KEYED:
             raise CallError("no_such_call")
@@ -99,10 +103,17 @@ class Calls:
             raise CallError("not_party")
         if call.state != REQUESTED:
             raise CallError("bad_state")
-        if not self.router.deliver(callee, Notice(message_type, {"user_account": caller, "cell_key": key})):
-            self.registry.discard(key)
+        return call
+
+    def _deliver_ring(self, key, callee, notice):
+        if not self.router.deliver(callee, notice):
+            self._discard(key)
             raise friend_offline()
         self._rung.add(key)
+
+    def _discard(self, key):
+        """End a call nobody was told of."""
+        self.registry.discard(key)
 
     def answer_call(self, session, other, accept, key=None):
         """``cell_type`` 200 from the callee accepts; 404 from either party ends the call.
@@ -110,12 +121,7 @@ class Calls:
         The call is ``key``'s, or the newest rung call between the two.
         """
         account = _account(session)
-        call = self._find(account, keyed=True, named=(other,), key=key)
-        if accept:
-            self._accept(call, account)
-            self.router.deliver(call.caller, self._cell_notice(call, call.caller, "200"))
-        else:
-            self._hang_up(call, account)
+        return self._act(self._find(account, keyed=True, named=(other,), key=key), account, ACCEPT if accept else CLOSE)
 
     def _cell_notice(self, call, account, cell_type, **extra):
         return Notice("cell", {"user_account": account, "cell_type": cell_type,
@@ -141,11 +147,22 @@ class Calls:
             and key in (None, call.key) and all(call.has_party(name) for name in named)
         ]
 
-    def _accept(self, call, account):
-        self.registry.accept(call.key, account)
-        audit.call_started(call.caller, call.callee, call.kind)
+    def _act(self, call, account, action):
+        """The account answers (ACCEPT: the caller is told; REJECT, seed 000's
+        decline) or hangs up (CLOSE)."""
+        if action == ACCEPT:
+            self.registry.accept(call.key, account)
+            audit.call_started(call.caller, call.callee, call.kind)
+            self.router.deliver(call.caller, self._accepted_notice(call))
+        else:
+            self._hang_up(call, account, word=action)
 
-    def _hang_up(self, call, account, word="close"):
+    def _accepted_notice(self, call):
+        if call.media == KEYED:
+            return self._cell_notice(call, call.caller, "200")
+        return self._voice_notice(call, "accept", call.caller)
+
+    def _hang_up(self, call, account, word=CLOSE):
         """``word`` is what the account said (seed 000: ``close`` or ``reject``):
         the other party hears the same word."""
         reason = "rejected" if account == call.callee and call.state == REQUESTED else "closed"
@@ -168,7 +185,7 @@ class Calls:
     def _ended_notice(self, call, account, reason):
         if call.media == KEYED:
             return self._cell_notice(call, account, "404", reason=reason)
-        if reason == "rejected" and self._ended_word == "reject":
+        if reason == "rejected" and self._ended_word == REJECT:
             return self._voice_notice(call, "reject")
         if reason in ("closed", "rejected"):  # the other party hung up: the seed's message as it is
             return Notice(VOICE, {"content": "close"})

@@ -11,11 +11,12 @@ docs/protocol.md ("Calls") describes the limits, timeouts and reasons.
 
 import secrets
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from twisted.logger import Logger
 
 from neochat.chat.errors import ChatError
+from neochat.chat.overrides import override
 
 KINDS = ("voice", "call", "videocall")
 REQUESTED, ACCEPTED, CLOSED = "requested", "accepted", "closed"
@@ -72,25 +73,8 @@ class CallLimits:
         return self.video if kind == "videocall" else self.audio
 
     def override(self, name, text):
-        """A copy with one limit changed: ``idle_timeout``, ``audio.max_datagram``...
-        Raises ValueError for an unknown name or a bad number."""
-        group, _, caps_field = name.partition(".")
-        if caps_field:
-            if group not in ("audio", "video") or caps_field not in MediaCaps.__dataclass_fields__:
-                raise ValueError(f"unknown call limit {name!r}")
-            caps = getattr(self, group)
-            value = _number(text, type(getattr(caps, caps_field)))
-            return replace(self, **{group: replace(caps, **{caps_field: value})})
-        if name not in self.__dataclass_fields__ or name in ("audio", "video"):
-            raise ValueError(f"unknown call limit {name!r}")
-        return replace(self, **{name: _number(text, type(getattr(self, name)))})
-
-
-def _number(text, kind):
-    value = kind(text)
-    if value < 0:
-        raise ValueError(f"a limit cannot be negative: {text}")
-    return value
+        """A copy with one limit changed: ``idle_timeout``, ``audio.max_datagram``..."""
+        return override(self, name, text, "call limit")
 
 
 class TokenBucket:
@@ -242,7 +226,7 @@ class CallRegistry:
             raise CallError("rate_limited")
         if len(self._unclaimed) >= self.limits.unclaimed_keys_total:
             raise CallError("server_full")
-        key = secrets.token_urlsafe(16)  # 128 random bits, 22 characters
+        key = new_key()
         self._unclaimed[key] = UnclaimedKey(caller, callee, kind, source_ip, self.clock.seconds())
         self._unclaimed_by_ip[source_ip] = self._unclaimed_by_ip.get(source_ip, 0) + 1
         return key
@@ -286,7 +270,7 @@ class CallRegistry:
             raise CallError("server_full")
         if self._busy(caller) or self._busy(callee):
             raise CallError("busy")
-        key = key or secrets.token_urlsafe(16)
+        key = key or new_key()
         call = Call(key, caller, callee, kind, media, self.limits.caps_for(kind), self.clock.seconds())
         self._calls[key] = call
         for account in (caller, callee):
@@ -385,6 +369,11 @@ class CallRegistry:
         call.cleanups.clear()
         if notify and self.on_call_ended is not None:
             _run_safely(self.on_call_ended, call, reason)
+
+
+def new_key():
+    """A call key: 128 random bits, 22 characters."""
+    return secrets.token_urlsafe(16)
 
 
 def _check_parties(caller, callee, kind):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from twisted.logger import Logger
 
 from neochat.chat.errors import ChatError
+from neochat.chat.overrides import override
 
 log = Logger()
 
@@ -39,7 +40,7 @@ class FailurePolicy:
     max_delay: float = 60.0
 
     def delay(self, failures):
-        if failures >= self.lock_after:
+        if self.lock_after and failures >= self.lock_after:
             return self.lock_seconds
         if failures < self.free:
             return 0.0
@@ -53,6 +54,14 @@ class ThrottleSettings:
     registrations_per_address: int = 5
     registration_window: float = 60 * 60
     max_entries: int = 10_000  # per table
+
+    def override(self, name, text):
+        """A copy with one setting changed: ``registrations_per_address``,
+        ``account.lock_after``...; 0 turns a count off (not ``max_entries``)."""
+        changed = override(self, name, text, "throttle setting")
+        if changed.max_entries == 0:
+            raise ValueError("max_entries cannot be 0")
+        return changed
 
 
 class BoundedTable:
@@ -154,7 +163,7 @@ class Throttle:
         row = self.registrations.get(address, now)
         if row is None:
             row = [now, 0]  # the window starts with the first registration
-        if row[1] >= self.settings.registrations_per_address:
+        if self.settings.registrations_per_address and row[1] >= self.settings.registrations_per_address:
             raise TooManyAttempts(row[0] + self.settings.registration_window - now)
         row[1] += 1
         self.registrations.put(address, row, now)

@@ -12,7 +12,12 @@ heartbeat refreshes and that expires after three missed heartbeats; the set
 - ``node:ID``: ``{"to": [accounts], "event": ...}``, events for accounts
   on that node: one message per node and event, however many recipients;
 - ``all``: lobby messages, once for the whole cluster; every node pushes
-  them to its own sessions.
+  them to its own sessions;
+- ``ask:ID``: requests to node ID and answers from it (cluster/asking.py):
+  calls across nodes, the admin tool's live verbs.
+
+A voice clip crosses nodes in its event, so one larger than ``max_clip``
+bytes is refused to its sender (413) rather than sent through Redis.
 
 Every heartbeat also takes a snapshot of who is on which node, so that a
 dead node's accounts go offline and a missed announcement is repaired; when
@@ -34,8 +39,9 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from neochat.chat.errors import ChatError
-from neochat.chat.model import ChatMessage
+from neochat.chat.model import ChatMessage, Notice
 from neochat.cluster import events
+from neochat.cluster.asking import Asking
 from neochat.cluster.redis import Redis
 
 log = Logger()
@@ -45,6 +51,8 @@ MAX_WAITING = 10_000  # Redis commands not answered yet (Redis away: they wait)
 REPLAYED = 1000  # message ids remembered per session, as written by replays
 STOP_TIMEOUT = 2.0  # seconds a stopping node waits to forget its keys
 KICK_REASON = "logged in from another connection"
+ASK_TIMEOUT = 5.0  # seconds another node has to answer a request
+MAX_CLIP = 1024 * 1024  # bytes of a voice clip to an account on another node
 
 # The live nodes, and [node, account, node, account...] of theirs; forgets the dead.
 SNAPSHOT = """
@@ -64,8 +72,21 @@ return {live, pairs}
 """
 
 
+# The live nodes, now.
+LIVE_NODES = """
+local live = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. 'alive:' .. node) == 1 then
+    live[#live + 1] = node
+  end
+end
+return live
+"""
+
+
 class ClusterRouter(service.Service):
-    def __init__(self, url, node_id, reactor, prefix="neochat:", heartbeat=HEARTBEAT):
+    def __init__(self, url, node_id, reactor, prefix="neochat:", heartbeat=HEARTBEAT,
+                 ask_timeout=ASK_TIMEOUT, max_clip=MAX_CLIP):
         self.url = url
         self.node_id = node_id
         self.reactor = reactor
@@ -84,12 +105,15 @@ class ClusterRouter(service.Service):
         self._snapshots = []  # per snapshot in flight: the announcements meanwhile
         self._abandoned = False
         self.listening = False  # subscribed (tests wait for it)
+        self.max_clip = max_clip
+        self.asking = Asking(node_id, self._publish, reactor, ask_timeout)
         self._beat = task.LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self._channels = {
             f"{prefix}node:{node_id}": self._received_for_node,
             f"{prefix}all": self._received_for_all,
             f"{prefix}presence": self._received_presence,
+            prefix + self.asking.channel(node_id): self.asking.received,
         }
 
     def bind(self, chat):
@@ -155,6 +179,8 @@ class ClusterRouter(service.Service):
         node = self._remote.get(account)
         if node is None:
             return False
+        if isinstance(event, Notice) and event.size > self.max_clip:
+            raise ChatError("voice clip too large to reach another node", 413)
         entries = self._outbox.setdefault(node, [])
         if entries and entries[-1][0] is event:
             entries[-1][1].append(account)  # a group's members on one node: one message
@@ -163,6 +189,38 @@ class ClusterRouter(service.Service):
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self._flush)
         return True
+
+    # -- beyond the routing interface: the cluster's nodes -------------------
+
+    def node_of(self, account):
+        """The node the account is online on, or None."""
+        return self.node_id if account in self._local else self._remote.get(account)
+
+    def live_nodes(self):
+        """Every node alive as of the last heartbeat, this one included."""
+        return sorted(self._live_nodes | {self.node_id})
+
+    def ask(self, node, op, **args):
+        """Deferred of ``op``'s result on ``node`` (cluster/asking.py)."""
+        return self.asking.ask(node, op, **args)
+
+    def tell(self, node, op, **args):
+        self.asking.tell(node, op, **args)
+
+    def answer(self, op, handler):
+        self.asking.answer(op, handler)
+
+    @defer.inlineCallbacks
+    def ask_everywhere(self, op, **args):
+        """[(node, success, result or Failure)] from every node alive now."""
+        asked = self.redis.commands.execute_command("EVAL", LIVE_NODES, "1", self._key("nodes"), self.prefix)
+        try:
+            live = yield asked.addTimeout(self.asking.timeout, self.reactor)
+        except defer.TimeoutError:
+            raise ChatError("Redis did not answer", 503) from None
+        nodes = sorted(set(live) | {self.node_id})
+        results = yield defer.DeferredList([self.ask(node, op, **args) for node in nodes], consumeErrors=True)
+        return [(node, ok, value) for node, (ok, value) in zip(nodes, results)]
 
     def broadcast(self, event, exclude=None):
         for account, session in list(self._local.items()):

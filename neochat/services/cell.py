@@ -109,17 +109,18 @@ class CellService(service.Service):
         """A Deferred that fires once every port closed so far has finished closing."""
         return defer.DeferredList(list(self._closing)).addCallback(lambda _: None)
 
-    def start_voice_call(self, caller, callee, caller_ip, callee_ip, kind="voice"):
+    def start_voice_call(self, caller, callee, caller_ip, callee_ip, kind="voice", key=None):
         """Seed 000: create a call whose media uses this service's mode; returns the Call.
 
-        The IPs are each party's TCP peer address, as the chat server sees it.
+        The IPs are each party's TCP peer address, as the chat server sees it
+        (another node's, for a party there); ``key`` one made beforehand.
         Raises CallError like ``registry.create_call``, ``bad_request`` for an IP
         that is not an address, or ``server_full`` when no port is left or the
         service is stopped.
         """
         if not self.running:
             raise CallError("server_full")
-        call = self.registry.create_call(caller, callee, kind, self.mode)
+        call = self.registry.create_call(caller, callee, kind, self.mode, key=key)
         try:
             for leg, ip in ((call.caller_leg, caller_ip), (call.callee_leg, callee_ip)):
                 self._open_leg(call, leg, ip)
@@ -145,6 +146,10 @@ class CellService(service.Service):
         else:
             other_ip, other_port = leg.peer.advertised
         return {"other_ip": other_ip, "other_port": other_port, "your_ip": leg.ip, "your_port": leg.client_port}
+
+    def cell_address(self):
+        """Where parties send keyed media: the advertised IP and the cell port."""
+        return self.advertised_ip, self.cell_port.getHost().port
 
     def counters(self):
         """Relayed packets/bytes, drops by reason, key requests, and live calls."""

@@ -237,7 +237,7 @@ class HeaderDialect(Dialect):
         text = request.get("text")
         if text is None and not request["body"]:
             raise BadRequest("voice needs its audio as a content-length body, or a text")
-        if self.chat.router.session_of(friend) is None:
+        if not self.chat.router.is_online(friend):  # on any node
             raise NotFound("friend offline", stat=480)
         fields = {"user_account": self.session.account}
         if text is not None:
@@ -260,10 +260,10 @@ class HeaderDialect(Dialect):
     def cmd_call(self, request):
         """Ring ``friends`` with our key; they get ``user_account`` and ``cell_key``."""
         self.check_own_account(request)
-        self.chat.calls.ring(
+        done = self.chat.calls.ring(
             self.session, _one_friend(request), _required(request, "cell_key"), request["message_type"].lower()
         )
-        return {}
+        return _empty_reply(done)
 
     cmd_videocall = cmd_call
 
@@ -275,8 +275,8 @@ class HeaderDialect(Dialect):
         answer = _required(request, "cell_type")
         if answer not in ("200", "404"):
             raise BadRequest("cell_type must be 200 or 404")
-        self.chat.calls.answer_call(self.session, _one_friend(request), answer == "200", request.get("cell_key"))
-        return {}
+        return _empty_reply(self.chat.calls.answer_call(
+            self.session, _one_friend(request), answer == "200", request.get("cell_key")))
 
     def check_own_account(self, request, required=True):
         """Seed messages name the sender in ``user_account``: it must be us."""
@@ -287,6 +287,11 @@ class HeaderDialect(Dialect):
             raise BadRequest("missing field: user_account")
         if account is not None and account != self.session.account:
             raise Forbidden("user_account is not the logged-in account")
+
+
+def _empty_reply(done):
+    """Success with no fields, once ``done`` (None, or a Deferred when another node decides)."""
+    return defer.maybeDeferred(lambda: done).addCallback(lambda _: {})
 
 
 def _read_request(item):

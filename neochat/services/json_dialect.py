@@ -54,7 +54,10 @@ class JsonDialect(Dialect):
         self.decoder.feed(data)
 
     def next_item(self):
-        return self.decoder.next_item()
+        item = self.decoder.next_item()
+        if item is None and self._input_ended:
+            item = self.decoder.cut_short()  # a half-close inside an object is answered
+        return item
 
     def buffered(self):
         return self.decoder.buffered()
@@ -216,13 +219,14 @@ class JsonDialect(Dialect):
         named = [name for name in named if name is not None]
         if content == "request":
             self._check_own_name(request, "send_user", required=False)
-            calls.request_voice(self.session, field(request, "rece_user"))
+            done = calls.request_voice(self.session, field(request, "rece_user"))
         elif content in ("accept", "reject"):
-            calls.answer_voice(self.session, named, content == "accept")
+            done = calls.answer_voice(self.session, named, content == "accept")
         elif content == "close":
-            calls.close_voice(self.session, named)
+            done = calls.close_voice(self.session, named)
         else:
             raise BadRequest("unknown content: send request, accept, reject or close")
+        return defer.maybeDeferred(lambda: done).addCallback(lambda _: None)  # a Deferred when another node decides
 
     # -- the in-band file transfer -------------------------------------------
 

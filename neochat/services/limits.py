@@ -6,14 +6,15 @@ The shapes follow ``twisted.protocols.policies``: ``ConnectionCounter`` is
 ``LimitConnectionsByPeer`` plus a total, ``Pacer`` is a per-connection
 ``ThrottlingFactory`` that stops taking requests (and so, once the
 dialect's buffer fills, stops reading the socket) instead of dropping
-anything.  The deadlines use ``TimeoutMixin`` in ``services/chat.py``.
+anything.  ``services/keeper.py`` keeps them for one connection, TCP or WebSocket.
 """
 
 import resource
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from functools import partial
 
 from neochat.chat.groups import MAX_MEMBERS
+from neochat.chat.overrides import override
 from neochat.wire.headers import HeaderDecoder, encode_message
 from neochat.wire.json_stream import JsonStreamDecoder, RawChunk, encode
 
@@ -45,13 +46,10 @@ class Limits:
 
     def override(self, name, text):
         """A copy with one limit changed; ValueError for an unknown name or a bad number."""
-        kinds = {f.name: f.type for f in fields(self)}
-        if name not in kinds:
-            raise ValueError(f"unknown limit {name!r} (known: {', '.join(kinds)})")
-        value = kinds[name](text)
-        if value < 0 or (value == 0 and name in FRAME_SIZES):
+        changed = override(self, name, text, "limit")
+        if name in FRAME_SIZES and getattr(changed, name) == 0:
             raise ValueError(f"{name} cannot be {text}")
-        return replace(self, **{name: value})
+        return changed
 
 
 def raise_descriptor_limit():

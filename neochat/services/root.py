@@ -85,7 +85,7 @@ class NeoChatService(service.MultiService):
         )
         self.chat = Chat(
             self.store, self.router, self.accounts, reactor, settings.friends_only,
-            calls=Calls(self.cell, self.router),
+            calls=cluster_calls(self.cell, self.router) if settings.cluster else Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
@@ -103,7 +103,7 @@ class NeoChatService(service.MultiService):
         self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         try:
             self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins,
-                                          counter=self.chat_service.factory.counter)
+                                          counter=self.chat_service.factory.counter, limits=settings.limits)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --http {' '.join(settings.http)}: {error}",
@@ -112,7 +112,8 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.chat, self.chat_service.factory, self.cell.counters),
+            Live(self.chat, (self.chat_service.factory.connections, self.web_service.site.gateway.connections),
+                 self.cell.counters, self.router if settings.cluster else None),
         )
         admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
@@ -213,7 +214,13 @@ def cluster_router(settings, reactor):
     from neochat.cluster.router import ClusterRouter
 
     return ClusterRouter(settings.cluster, settings.node_name(), reactor, settings.cluster_prefix,
-                         settings.cluster_heartbeat)
+                         settings.cluster_heartbeat, settings.cluster_ask_timeout, settings.cluster_max_clip)
+
+
+def cluster_calls(cell, router):
+    from neochat.cluster.calls import ClusterCalls
+
+    return ClusterCalls(cell, router)
 
 
 def ftp_settings(settings):

@@ -119,6 +119,15 @@ class JsonStreamDecoder:
                 return value
         return self._validate()
 
+    def cut_short(self):
+        """The stream has ended: a Malformed for a value it cut short (once),
+        or None when nothing but blanks is left."""
+        if self._raw_left or self._skipping or not self._skip_blank():
+            return None  # a raw payload's end is the dialect's; a skipped value was answered
+        self._buffer.clear()
+        self._prefix.reset()
+        return Malformed(TRUNCATED)
+
     # -- raw payloads ----------------------------------------------------
 
     def _next_raw(self):
@@ -284,6 +293,9 @@ class JsonStreamDecoder:
         del self._buffer[:position]
         self._skipping = False
         return True
+
+
+TRUNCATED = "truncated: the stream ended inside a JSON object"
 
 
 def _malformed(reason, message_type):
