@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from neochat.chat import audit
 from neochat.chat.accounts import check_account_name
-from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotLoggedIn
 from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id

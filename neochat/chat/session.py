@@ -184,4 +184,3 @@ class Session:
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
-

@@ -2,8 +2,9 @@
 
 Messages (with their pending-queue rows) and pending-queue deletes that
 arrive while a transaction is running, or within one reactor turn, are
-written together in ONE transaction with multi-row INSERTs, as Synapse's
-event persistence queue does.  Each caller hears of its message only after
+written together in ONE transaction, as Synapse's event persistence queue
+does: multi-row INSERTs over the network (MySQL), one prepared statement run
+per row in process (SQLite).  Each caller hears of its message only after
 that commit, so nothing is acknowledged or delivered before it is durable:
 through a plain callback (``queue``, the send path: no Deferred per
 message) or a Deferred (``add``).
