@@ -20,7 +20,6 @@ the reference stores nothing.  The last column is NeoChat / reference.
 """
 
 import argparse
-import itertools
 import json
 import resource
 import time
@@ -60,19 +59,8 @@ class Client(Protocol):
         return d
 
 
-SOURCE_ADDRESSES = itertools.count()
-
-
-def source_address():
-    """A loopback address of its own for each client: the server lets one
-    address register only a few accounts an hour."""
-    n = next(SOURCE_ADDRESSES)
-    return f"127.{1 + n // 62500}.{n // 250 % 250}.{1 + n % 250}", 0
-
-
 async def connect(reactor, port, name, presence="delta"):
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, bindAddress=source_address())
-    client = await connectProtocol(endpoint, Client())
+    client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
     reply = await client.request({"message_type": "register", "username": name, "password": "pw"})
     assert reply["content"] == "success", reply
     reply = await client.request({"message_type": "login", "username": name, "password": "pw",
