@@ -7,6 +7,7 @@ import time
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from tests.conftest import Tripped
 from tests.test_web_gateway import handshake
 from tests.web_clients import WsClient
 
@@ -39,6 +40,7 @@ async def refused(ws, reason, code):
 @pytest_twisted.ensureDeferred
 async def test_login_deadline_closes_a_websocket_that_never_logs_in(serve):
     server = await serve(login_timeout=1.0)
+    tripped = Tripped()
     silent = await WsClient.connect(server.http_port)
     pinging = await WsClient.connect(server.http_port)
     await pinged(pinging)  # requests before login do not stop the clock
@@ -46,6 +48,7 @@ async def test_login_deadline_closes_a_websocket_that_never_logs_in(serve):
     await refused(silent, "login timeout", 4408)
     await refused(pinging, "login timeout", 4408)
     await pinged(logged_in)  # logged in before its deadline: not closed
+    assert tripped["login_timeout"] == 2  # counted (neochat_limits_tripped_total) as on TCP
 
 
 @pytest_twisted.ensureDeferred
@@ -68,6 +71,7 @@ async def test_idle_timeout_closes_a_silent_websocket_but_not_one_that_pings(ser
 @pytest_twisted.ensureDeferred
 async def test_messages_before_login_are_small_and_the_full_size_applies_after(serve):
     server = await serve()  # frame_before_login 8192, json_object 65536
+    tripped = Tripped()
     ws = await WsClient.connect(server.http_port)
     padded_ping = {"message_type": "ping", "padding": "p" * 9000}
     ws.send(padded_ping)
@@ -78,12 +82,14 @@ async def test_messages_before_login_are_small_and_the_full_size_applies_after(s
     ws.send({"message_type": "ping", "padding": "p" * 70000})
     assert (await ws.next("error")) == error("message too long (limit 65536 bytes)")
     await pinged(ws)
+    assert (tripped["frame_before_login"], tripped["json_object"]) == (1, 1)
 
 
 @pytest_twisted.ensureDeferred
 async def test_too_much_data_before_login_closes_the_websocket(serve):
     server = await serve(bytes_before_login=16 * 1024)
     other = await still_served(server)
+    tripped = Tripped()
     chatty = await WsClient.connect(server.http_port)
     for _ in range(20):  # 20 KB of pings, each well under the frame limit
         chatty.send({"message_type": "ping", "padding": "p" * 1000})
@@ -93,6 +99,7 @@ async def test_too_much_data_before_login_closes_the_websocket(serve):
     big.send({"message_type": "ping", "padding": "p" * 100_000})  # before it is whole
     await refused(big, "too much data before login", 4413)
     await pinged(other)
+    assert tripped["bytes_before_login"] == 2
 
 
 # -- rates --------------------------------------------------------------------

@@ -6,6 +6,7 @@ and delivered only once committed; a connection that falls behind is fed
 from the store (neochat/chat/session.py)."""
 
 import itertools
+import time
 import uuid
 
 from twisted.internet import defer
@@ -24,6 +25,7 @@ from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
 from neochat.chat.profiles import Profiles, check_profile
 from neochat.chat.sending import Send
 from neochat.chat.session import BEHIND_DEADLINE, Session
+from neochat.latency import Histogram
 
 log = Logger()
 
@@ -49,11 +51,13 @@ class Chat:
         self.profiles = Profiles(store.users)
         self.presence = Presence(router, reactor, presence_interval)
         self.behind_deadline = behind_deadline
-        self._inflight = set()
+        self.in_flight = set()  # Deferreds of work under way (message sends...): drain waits for them
         self._client_id_prefix = "s-" + uuid.uuid4().hex + "-"
         self._client_ids = itertools.count()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
+        # From a message's arrival to its commit, and to its write to a live recipient
+        self.commit_latency, self.delivery_latency = Histogram(), Histogram()
 
     # -- sessions --------------------------------------------------------
 
@@ -212,7 +216,7 @@ class Chat:
         """Commit ``message`` in the next group commit, after the sender's
         earlier messages (sending.py); it gets its id and time, and
         ``deliver(message, stored)`` hands it out unless it is a resend."""
-        return Send(self.store.messages, session, message, deliver, self._inflight, **how).sent
+        return Send(self, session, message, deliver, **how).sent
 
     @defer.inlineCallbacks
     def _private_checks(self, session, message):
@@ -304,7 +308,7 @@ class Chat:
             raise BadRequest("bad client_id")
         return ChatMessage(
             author=session.account, chat_type=chat_type, content=content,
-            client_id=client_id, **where,
+            client_id=client_id, arrived=time.monotonic(), **where,
         )
 
     def _share_files(self, message, **readers):
@@ -314,10 +318,10 @@ class Chat:
 
     def _track(self, deferred):
         """Keep a handle on work in flight so shutdown can wait for it."""
-        self._inflight.add(deferred)
+        self.in_flight.add(deferred)
 
         def done(result):
-            self._inflight.discard(deferred)
+            self.in_flight.discard(deferred)
             return result
 
         return deferred.addBoth(done)
@@ -326,5 +330,5 @@ class Chat:
     def drain(self):
         """Finish every write already accepted (called before the pool closes)."""
         self._flush_written_now()
-        while self._inflight:
-            yield defer.DeferredList(list(self._inflight), consumeErrors=True)
+        while self.in_flight:
+            yield defer.DeferredList(list(self.in_flight), consumeErrors=True)

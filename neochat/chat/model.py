@@ -38,6 +38,9 @@ class ChatMessage:
     create_time: int = field(default_factory=now_ms)
     id: int = None
     wire: dict = field(default_factory=dict, compare=False, repr=False)
+    # time.monotonic() when this server took the request; None for a message
+    # read back from the store or from another node (not timed)
+    arrived: float = field(default=None, compare=False, repr=False)
 
     @property
     def queued(self):

@@ -7,6 +7,8 @@ session's line (Session.in_line) and the store's group commit
 small objects rather than a chain of Deferreds and generators.
 """
 
+import time
+
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
@@ -18,23 +20,22 @@ class Send:
     """``sent`` fires with the message once it is committed and, unless it
     is a resend, delivered by ``deliver(message, stored)``; or fails with
     the refusal.  ``checks``: None, or a Deferred whose failure refuses the
-    message before it is stored."""
+    message before it is stored.  ``chat`` holds the store, the sends in
+    flight (shutdown waits for them) and the commit latency histogram."""
 
-    __slots__ = ("messages", "session", "message", "deliver", "pending_for", "group", "inflight", "ready",
-                 "refusal", "sent")
+    __slots__ = ("chat", "session", "message", "deliver", "pending_for", "group", "ready", "refusal", "sent")
 
-    def __init__(self, messages, session, message, deliver, inflight, pending_for=(), group=False, checks=None):
-        self.messages = messages  # the MessageStore
+    def __init__(self, chat, session, message, deliver, pending_for=(), group=False, checks=None):
+        self.chat = chat
         self.session = session
         self.message = message
         self.deliver = deliver
         self.pending_for = pending_for
         self.group = group
-        self.inflight = inflight  # the sends shutdown waits for
         self.ready = checks is None
         self.refusal = None
         self.sent = defer.Deferred()
-        inflight.add(self.sent)
+        chat.in_flight.add(self.sent)
         if checks is not None:
             checks.addCallbacks(self._checked, self._refused)
         session.in_line(self)
@@ -52,13 +53,14 @@ class Send:
         if self.refusal is not None:
             self._finish(self.refusal)
         else:
-            self.messages.queue(self.message, self._stored, self.pending_for, self.group)
+            self.chat.store.messages.queue(self.message, self._stored, self.pending_for, self.group)
 
     def _stored(self, result):
         if isinstance(result, Exception):
             return self._finish(_refusal(result, self.message))
         message = self.message
         message.id, message.create_time = result.id, result.create_time
+        self.chat.commit_latency.observe(time.monotonic() - message.arrived)
         if not result.duplicate:
             try:
                 self.deliver(message, result)
@@ -67,7 +69,7 @@ class Send:
         self._finish(message)
 
     def _finish(self, outcome):
-        self.inflight.discard(self.sent)
+        self.chat.in_flight.discard(self.sent)
         if isinstance(outcome, (Exception, Failure)):
             self.sent.errback(outcome)
         else:

@@ -10,15 +10,13 @@ a voice clip is refused to its sender.  A session behind for longer than the
 deadline is dropped: it loses nothing stored, and its next login replays it.
 """
 
+import time
 from collections import deque
 
-from twisted.logger import Logger
-
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.model import ChatMessage, Notice
 from neochat.chat.presence import FULL
-
-log = Logger()
 
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
 MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips
@@ -97,7 +95,8 @@ class Session:
         ):
             raise RecipientNotReading()
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
-            log.info("dropping {account}: too far behind", account=self.account)
+            audit.slow_client_dropped(self.account, self.peer_host, "queued_events",
+                                      f"{MAX_QUEUED_EVENTS} events waiting")
             self.drop()
         else:
             self._queued.append(event)
@@ -119,9 +118,12 @@ class Session:
 
     def write(self, event):
         self.sink.send_event(event)
-        if isinstance(event, ChatMessage) and event.queued and event.author != self.account:
-            self.last_id = max(self.last_id, event.id)
-            self.chat.written(self, event)
+        if isinstance(event, ChatMessage) and event.author != self.account:
+            if event.arrived is not None:
+                self.chat.delivery_latency.observe(time.monotonic() - event.arrived)
+            if event.queued:
+                self.last_id = max(self.last_id, event.id)
+                self.chat.written(self, event)
 
     def catch_up(self):
         """After a replay: what waited meanwhile, unless behind again."""
@@ -169,7 +171,8 @@ class Session:
 
     def _too_slow(self):
         self._deadline = None
-        log.info("dropping {account}: behind for {s} s", account=self.account, s=self.chat.behind_deadline)
+        audit.slow_client_dropped(self.account, self.peer_host, "behind_deadline",
+                                  f"behind for {self.chat.behind_deadline} s")
         self.drop()
 
     def drop(self):

@@ -38,7 +38,7 @@ class ChatProtocol(Protocol):
 
     def connectionMade(self):
         self.factory.connections.add(self)
-        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused)
+        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused, self.address)
 
     def dataReceived(self, data):
         if not self.keeper.received(len(data)):

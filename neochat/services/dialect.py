@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from neochat.chat import audit
 from neochat.chat.errors import BadRequest, ChatError
 from neochat.store.database import DatabaseUnavailable
 
@@ -98,6 +99,13 @@ class Dialect:
 
     def close(self):
         self.transport.loseConnection()
+
+    def frame_refused(self, limit):
+        """A request over its size ``limit`` was refused; before login every
+        frame is held to ``frame_before_login`` instead."""
+        session = self.session
+        audit.limit_tripped(limit if session.logged_in else "frame_before_login", session.peer_host,
+                            session.account)
 
     def abort(self):
         self.transport.abortConnection()

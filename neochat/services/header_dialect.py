@@ -97,6 +97,10 @@ class HeaderDialect(Dialect):
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):
+            if item.stat in (413, 431):
+                self.frame_refused("header_line" if item.stat == 431 else
+                                   "header_body" if item.ends_stream or item.message_type == "voice" else
+                                   "header_frame")
             raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat), item.ends_stream)
         if isinstance(item, (BodyChunk, BodyEnd)):
             return self.uploads.handler_for(item)

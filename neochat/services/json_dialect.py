@@ -12,6 +12,7 @@ from functools import partial
 
 from twisted.protocols.basic import FileSender
 
+from neochat.chat import audit
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
@@ -66,6 +67,8 @@ class JsonDialect(Dialect):
         if isinstance(item, RawChunk):
             return partial(self._file_bytes, item), {"message_type": "file"}
         if isinstance(item, Malformed):
+            if item.stat == 413:
+                self.frame_refused("json_object")
             if item.message_type is not None:
                 raise Rejected({"message_type": item.message_type}, BadRequest(item.reason))
             raise BadRequest(item.reason)
@@ -249,6 +252,7 @@ class JsonDialect(Dialect):
         length = _byte_count(request, "file_length")
         limit = self.chat.files.limits.max_file_size
         if limit and length > limit:  # too long to skip: the connection closes
+            self.frame_refused("max_file_size")
             raise Rejected(request, ChatError(f"file_length must be 0 to {limit}", stat=413), close=True)
         self._incoming = incoming = IncomingFile(length)
         self.decoder.expect_raw(length)
@@ -320,6 +324,7 @@ class JsonDialect(Dialect):
                 "file_id": details["file_id"],
             }))
             yield FileSender().beginFileTransfer(source, self.transport)
+            audit.file_transfer("download", self.session.account, details["file_id"], details["file_length"])
         finally:
             source.close()
             self.take_back_transport()

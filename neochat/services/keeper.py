@@ -8,23 +8,26 @@ limit is broken, calls the connection's ``refuse(stat, reason)``: one error
 in the connection's form, then the close.  Until the session logs in, the
 connection has ``login_timeout`` seconds, ``bytes_before_login`` bytes and
 small frames; after, ``idle_timeout`` seconds between bytes and the full
-frame sizes.  The message and byte rates apply throughout.
+frame sizes.  The message and byte rates apply throughout.  Each limit that
+trips is counted and logged under its name (``audit.limit_tripped``).
 """
 
 from twisted.protocols.policies import TimeoutMixin
 
+from neochat.chat import audit
 from neochat.services.limits import Pacer, set_frame_limits
 
 
 class LimitKeeper(TimeoutMixin):
-    def __init__(self, limits, clock, refuse):
+    def __init__(self, limits, clock, refuse, address):
         self.limits = limits
         self.callLater = clock.callLater  # for TimeoutMixin
         self._refuse = refuse  # the connection's: (stat, reason) -> one error, then close
+        self.address = address  # the client's, for the log of a limit tripped
         self.dialect = None
         self.pacer = None
         if limits.messages_per_second or limits.bytes_per_second:
-            self.pacer = Pacer(limits, clock)
+            self.pacer = Pacer(limits, clock, address)
         self.logged_in = False
         self.done = False  # refused or closed: nothing more is limited
         self._before_login = 0  # bytes received before login
@@ -41,7 +44,7 @@ class LimitKeeper(TimeoutMixin):
         else:
             self._before_login += size
             if self.limits.bytes_before_login and self._before_login > self.limits.bytes_before_login:
-                self.refuse(413, "too much data before login")
+                self.refuse(413, "too much data before login", "bytes_before_login")
                 return False
         if self.pacer is not None:
             self.pacer.received(size)
@@ -82,12 +85,19 @@ class LimitKeeper(TimeoutMixin):
         self._notice_login()
         if self.logged_in and not was_logged_in:
             return  # logged in since the last byte: the idle clock runs now
-        self.refuse(408, "idle timeout" if self.logged_in else "login timeout")
+        if self.logged_in:
+            self.refuse(408, "idle timeout", "idle_timeout")
+        else:
+            self.refuse(408, "login timeout", "login_timeout")
 
-    def refuse(self, stat, reason):
-        """Stop limiting and let the connection answer ``stat`` and close."""
+    def refuse(self, stat, reason, limit=None):
+        """Stop limiting and let the connection answer ``stat`` and close;
+        ``limit``: the name of the limit that refused it."""
         if self.done:
             return
+        if limit is not None:
+            account = self.dialect.session.account if self.dialect is not None else None
+            audit.limit_tripped(limit, self.address, account)
         self.stop()
         self._refuse(stat, reason)
 

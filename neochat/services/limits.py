@@ -13,6 +13,7 @@ import resource
 from dataclasses import dataclass
 from functools import partial
 
+from neochat.chat import audit
 from neochat.chat.groups import MAX_MEMBERS
 from neochat.chat.overrides import override
 from neochat.wire.headers import HeaderDecoder, encode_message
@@ -82,9 +83,11 @@ class ConnectionCounter:
     def admit(self, address):
         """None (and the connection is counted), or the refusal's reason."""
         if self.total and self.count >= self.total:
+            audit.limit_tripped("connections_total", address)
             return "server full"
         held = self._by_address.get(address, 0)
         if self.per_address and held >= self.per_address:
+            audit.limit_tripped("connections_per_address", address)
             return "too many connections from your address"
         self.count += 1
         self._by_address[address] = held + 1
@@ -126,20 +129,21 @@ class Pacer:
     before each request; when a bucket is in debt the answer is no and
     ``wake`` is called once it is repaid."""
 
-    def __init__(self, limits, clock):
+    def __init__(self, limits, clock, address=None):
         now = clock.seconds()
         self.clock = clock
-        self.buckets = []
-        self.messages = self._bucket(limits.messages_per_second, limits.message_burst, now)
-        self.bytes = self._bucket(limits.bytes_per_second, limits.byte_burst, now)
+        self.address = address  # for the log of a limit tripped
+        self.buckets = []  # (limit name, Bucket)
+        self.messages = self._bucket("messages_per_second", limits.messages_per_second, limits.message_burst, now)
+        self.bytes = self._bucket("bytes_per_second", limits.bytes_per_second, limits.byte_burst, now)
         self.wake = None
         self._timer = None
 
-    def _bucket(self, rate, burst, now):
+    def _bucket(self, name, rate, burst, now):
         if not rate:
             return None
         bucket = Bucket(rate, burst, now)
-        self.buckets.append(bucket)
+        self.buckets.append((name, bucket))
         return bucket
 
     def received(self, size):
@@ -153,9 +157,11 @@ class Pacer:
 
     def ready(self):
         now = self.clock.seconds()
-        wait = max((bucket.wait(now) for bucket in self.buckets), default=0.0)
+        wait = max((bucket.wait(now) for _, bucket in self.buckets), default=0.0)
         if wait and self._timer is None:
             self._timer = self.clock.callLater(wait, self._repaid)
+            slowest = max(self.buckets, key=lambda pair: pair[1].wait(now))[0]
+            audit.limit_tripped(slowest, self.address)
         return not wait
 
     def _repaid(self):

@@ -66,19 +66,19 @@ class NeoChatService(service.MultiService):
         )
         self.store = Store(self.db)
         self.admin_store = AdminStore(self.db)
+        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.accounts = Accounts(
             self.store.users,
             PasswordHasher(time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib, parallelism=1),
             reactor,
             pool=HashPool(reactor, settings.hash_threads, settings.hash_queue),
-            throttle=Throttle(reactor, settings.throttle),
+            throttle=throttle(settings, reactor, self.router),
             tokens=ResumeTokens(load_secret(settings.data_dir / TOKEN_KEY_FILE), reactor, settings.token_lifetime),
         )
-        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
-            mode=settings.voice_mode, reactor=reactor, receive_buffer=settings.udp_receive_buffer,
+            mode=settings.voice_mode, reactor=reactor, udp_buffer=settings.udp_buffer,
         )
         self.files = FileLibrary(
             self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
@@ -221,6 +221,16 @@ def cluster_calls(cell, router):
     from neochat.cluster.calls import ClusterCalls
 
     return ClusterCalls(cell, router)
+
+
+def throttle(settings, reactor, router):
+    """Failed logins and registrations: counted in this process, and in Redis for a cluster."""
+    local = Throttle(reactor, settings.throttle)
+    if not settings.cluster:
+        return local
+    from neochat.cluster.throttle import ClusterThrottle
+
+    return ClusterThrottle(local, router, reactor)
 
 
 def ftp_settings(settings):

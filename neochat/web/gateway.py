@@ -166,7 +166,8 @@ class GatewayProtocol(WebSocketServerProtocol):
         # registered as its producer; the dialect's producers replace it.
         self.transport.unregisterProducer()
         self.factory.connections.add(self)
-        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused)
+        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused,
+                                  self.transport.getPeer().host)
         self.dialect = WebDialect(
             MessageTransport(self), self.factory.chat, self.transport.getPeer().host, self.factory.tokens
         )
