@@ -139,7 +139,8 @@ class Options(usage.Options):
         (600 s), connections_per_address (20), connections_total (0: the
         descriptor limit less 5 %, at least 256), messages_per_second (50),
         message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
-        max_group_size (1000)."""
+        max_group_size (1000), voice_spool_per_sender (64 MiB),
+        voice_spool_total (1 GiB)."""
         name, _, value = assignment.partition("=")
         try:
             self["limits"] = self["limits"].override(name.strip(), value.strip())

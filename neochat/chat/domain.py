@@ -36,7 +36,7 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers,
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers, clips,
                  presence_interval=INTERVAL, behind_deadline=BEHIND_DEADLINE):
         self.store = store
         self.router = router
@@ -45,6 +45,7 @@ class Chat:
         self.calls = calls  # neochat.chat.calling.Calls
         self.files = files  # neochat.chat.files.FileLibrary
         self.transfers = transfers  # neochat.chat.transfers.Transfers
+        self.clips = clips  # neochat.chat.clips.VoiceSpool
         self.friends_only = friends_only
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)

@@ -5,9 +5,13 @@ only while the connection keeps up.  When the connection's transport says it
 is behind (``pause``), queued messages (private and group) are no longer
 written: they stay in the account's pending queue and are replayed from the
 store when it drains (``resume``), through the same path as a login.  Other
-events wait in a small bounded queue; presence keeps only its latest state;
-a voice clip is refused to its sender.  A session behind for longer than the
-deadline is dropped: it loses nothing stored, and its next login replays it.
+events wait in a small bounded queue; presence keeps only its latest state.
+A voice clip from this node waits in the voice spool (chat/clips.py, which
+bounds it), and the session that lets go of one (written, dropped, or its
+connection gone) discards its file; a clip from another node, whose bytes
+are in memory, is refused while behind (RecipientNotReading).  A session
+behind for longer than the deadline is dropped: it loses nothing stored,
+and its next login replays it.
 """
 
 import time
@@ -19,7 +23,7 @@ from neochat.chat.model import ChatMessage, Notice
 from neochat.chat.presence import FULL
 
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
-MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips
+MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips from other nodes
 BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
 
 
@@ -82,9 +86,11 @@ class Session:
     # -- from the router ---------------------------------------------------
 
     def push(self, event):
-        """A live event.  Raises RecipientNotReading for a voice clip that
-        cannot be written now."""
+        """A live event: written now, or, while the connection is not
+        writable, stored messages are replayed later and others wait.
+        Raises RecipientNotReading for a clip in memory that cannot wait."""
         if self.closed:
+            _let_go(event)
             return
         if self.writable:
             self.write(event)
@@ -97,6 +103,7 @@ class Session:
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
             audit.slow_client_dropped(self.account, self.peer_host, "queued_events",
                                       f"{MAX_QUEUED_EVENTS} events waiting")
+            _let_go(event)
             self.drop()
         else:
             self._queued.append(event)
@@ -106,8 +113,8 @@ class Session:
         """A presence event: only the latest state matters while behind."""
         if self.closed:
             return
-        if self.paused or self.replaying:
-            self._presence_due = True  # the current state goes after the replay
+        if not self.writable:
+            self._presence_due = True  # the current state goes after the replay (or the file)
         else:
             self.sink.send_event(event)
 
@@ -127,11 +134,11 @@ class Session:
 
     def catch_up(self):
         """After a replay: what waited meanwhile, unless behind again."""
-        while self._queued and not self.paused and not self.closed:
+        while self._queued and self.writable:  # a clip written holds the connection
             event = self._queued.popleft()
             self._queued_bytes -= event.size if isinstance(event, Notice) else 0
             self.write(event)
-        if self._presence_due and not self.paused and not self.closed:
+        if self._presence_due and self.writable:
             self._presence_due = False
             self.sink.send_event(self.chat.presence.current(self))
 
@@ -182,8 +189,20 @@ class Session:
     def closing(self):
         """The connection is gone: let go of what waited."""
         self.closed = True
-        self._queued.clear()
+        while self._queued:
+            _let_go(self._queued.popleft())
         self._queued_bytes = 0
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+
+
+def _clip_of(event):
+    return event.clip if isinstance(event, Notice) else None
+
+
+def _let_go(event):
+    """An event that will not be written: its clip's file goes."""
+    clip = _clip_of(event)
+    if clip is not None:
+        clip.discard()

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from neochat.chat import audit
 from neochat.chat.errors import BadRequest, ChatError
+from neochat.services.voice import stream_clip
 from neochat.store.database import DatabaseUnavailable
 
 log = Logger()
@@ -55,6 +56,7 @@ class Dialect:
         self._next = None  # the next request, decoded, waiting its turn
         self._paused = False  # reading
         self._behind = False  # writing
+        self._lent = False  # a file or clip is being written: nothing else is
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
@@ -88,10 +90,21 @@ class Dialect:
     def encode_event(self, event):
         raise NotImplementedError
 
+    def clip_framing(self, event):
+        """How a voice clip notice goes out: (head, tail, encoder of the clip's
+        file or None), the clip's bytes between head and tail."""
+        raise NotImplementedError
+
     # -- the session's sink ----------------------------------------------
 
     def send_event(self, event):
-        """Encoded once per dialect, however many sessions it goes to."""
+        """Encoded once per dialect, however many sessions it goes to; a
+        voice clip streamed from its file."""
+        clip = getattr(event, "clip", None)
+        if clip is not None:
+            stream_clip(self, clip, *self.clip_framing(event)).addErrback(
+                lambda failure: log.failure("sending a voice clip", failure))
+            return
         data = event.wire.get(type(self))
         if data is None:
             data = event.wire[type(self)] = self.encode_event(event)
@@ -129,14 +142,18 @@ class Dialect:
 
     def lend_transport(self):
         """Somebody else (a file being sent) produces for the transport
-        until ``take_back_transport``; live events wait meanwhile."""
+        until ``take_back_transport``; live events, replies and requests wait meanwhile."""
+        self._lent = True
         self.session.hold()
         self.transport.unregisterProducer()
 
     def take_back_transport(self):
         self.transport.unregisterProducer()  # a sender cut off short leaves itself there
         self.transport.registerProducer(self, True)
+        self._lent = False
         self.session.release()
+        self._answer()
+        self._pump()
 
     # -- the pump --------------------------------------------------------
 
@@ -177,7 +194,7 @@ class Dialect:
     def _pump(self):
         self._starved = False
         # A client that does not read its replies gets no more of them.
-        while not self._behind and not self._ended:
+        while not self._behind and not self._ended and not self._lent:
             if self._next is None:
                 if not self._watcher.ready():
                     break
@@ -257,8 +274,9 @@ class Dialect:
             self._pump()
 
     def _answer(self):
-        """Replies go out in the order the requests came."""
-        while self._in_flight and self._in_flight[0].finished:
+        """Replies go out in the order the requests came (none while the
+        connection is lent: they wait for the file or clip)."""
+        while self._in_flight and self._in_flight[0].finished and not self._lent:
             slot = self._in_flight.popleft()
             if isinstance(slot.outcome, Failure):
                 self._write_failure(slot.request, slot.outcome)

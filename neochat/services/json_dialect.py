@@ -21,6 +21,7 @@ from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, field, pipelined
+from neochat.services.voice import Base64Reader
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
 JSON_KINDS = {INT: int, IDS: list}
@@ -29,6 +30,7 @@ LOBBY_NAMES = ("", "all")
 NORMAL_TYPES = (NORMAL, "group", "public", "lobby", "all")  # chat_type words for a room
 OFFER_WORDS = ("", "offer", "request", "send")  # a file's content that makes it an offer
 REJECT_WORDS = ("reject", "refuse", "cancel")
+CLIP_PLACEHOLDER = "<clip>"  # where a voice clip's base64 goes in its notice (the last field)
 
 
 class IncomingFile:
@@ -110,6 +112,13 @@ class JsonDialect(Dialect):
 
     def encode_event(self, event):
         return encode(event_to_json(event))
+
+    def clip_framing(self, event):
+        """The clip goes base64-encoded in ``body``, as raw bytes do."""
+        fields = {**event.fields, "body": CLIP_PLACEHOLDER}
+        encoded = encode({"message_type": event.message_type, **fields})
+        head, _, tail = encoded.rpartition(b'"%s"' % CLIP_PLACEHOLDER.encode())
+        return head + b'"', b'"' + tail, Base64Reader
 
     # -- commands ----------------------------------------------------------
 

@@ -16,13 +16,16 @@ from functools import partial
 from neochat.chat import audit
 from neochat.chat.groups import MAX_MEMBERS
 from neochat.chat.overrides import override
-from neochat.wire.headers import HeaderDecoder, encode_message
+from neochat.services.header_upload import is_upload
+from neochat.services.voice import is_voice
+from neochat.wire.headers import BodyChunk, BodyEnd, HeaderDecoder, encode_message
 from neochat.wire.json_stream import JsonStreamDecoder, RawChunk, encode
 
 KIB, MIB = 1024, 1024 * 1024
 HEADER_LINE = 8 * KIB  # the header decoder's line limit after login
 DESCRIPTOR_RESERVE = 256  # at least this many descriptors stay free for FTP, files and the database
 RESERVE_SHARE = 0.05  # ...or this share of the descriptor limit, if more
+BODY_BYTES = (RawChunk, BodyChunk, BodyEnd)  # a streamed body's pieces: not requests
 FRAME_SIZES = ("frame_before_login", "json_object", "header_frame", "header_body")  # these cannot be off
 
 
@@ -44,6 +47,8 @@ class Limits:
     bytes_per_second: float = 8 * MIB  # bytes read per connection, sustained...
     byte_burst: int = 32 * MIB  # ...and at once
     max_group_size: int = MAX_MEMBERS
+    voice_spool_per_sender: int = 64 * MIB  # bytes of one account's voice clips on disk, not yet delivered...
+    voice_spool_total: int = 1024 * MIB  # ...and of everyone's
 
     def override(self, name, text):
         """A copy with one limit changed; ValueError for an unknown name or a bad number."""
@@ -151,8 +156,8 @@ class Pacer:
             self.bytes.spend(size, self.clock.seconds())
 
     def took(self, item):
-        """Count one decoded item; the raw bytes of a file are not requests."""
-        if self.messages is not None and not isinstance(item, RawChunk):
+        """Count one decoded item; the raw bytes of a file or a clip are not requests."""
+        if self.messages is not None and not isinstance(item, BODY_BYTES):
             self.messages.spend(1, self.clock.seconds())
 
     def ready(self):
@@ -182,16 +187,20 @@ def set_frame_limits(decoder, limits, logged_in):
     if isinstance(decoder, JsonStreamDecoder):
         decoder.max_object = limits.json_object if logged_in else limits.frame_before_login
     elif isinstance(decoder, HeaderDecoder):
-        decoder.max_body = limits.header_body if logged_in else limits.frame_before_login
-        decoder.body_limit = partial(header_body_limit, limits) if logged_in else None
+        decoder.body_limit = partial(header_body_limit, limits, logged_in)
         decoder.max_skip = limits.header_body  # a longer body is refused by closing
         decoder.max_line = HEADER_LINE if logged_in else min(HEADER_LINE, limits.frame_before_login)
 
 
-def header_body_limit(limits, headers):
-    """A voice clip may carry header_body bytes, other messages header_frame.
-    (Seed-002 uploads are streamed to disk: the file size limit bounds them.)"""
-    return limits.header_body if headers.get("message_type") == "voice" else limits.header_frame
+def header_body_limit(limits, logged_in, headers):
+    """Before login a body may have frame_before_login bytes; after it a voice
+    clip header_body, other messages header_frame.  None for seed-002
+    uploads: they are streamed to disk, and the file size limit bounds them."""
+    if is_upload(headers):
+        return None
+    if not logged_in:
+        return limits.frame_before_login
+    return limits.header_body if is_voice(headers) else limits.header_frame
 
 
 def error_frame(json_dialect, stat, reason):

@@ -13,6 +13,7 @@ from neochat.admin.operations import Administration, Live
 from neochat.chat.accounts import Accounts
 from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
+from neochat.chat.clips import VoiceSpool
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
 from neochat.chat.hashing import HashPool
@@ -88,6 +89,8 @@ class NeoChatService(service.MultiService):
             calls=cluster_calls(self.cell, self.router) if settings.cluster else Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
+            clips=VoiceSpool(voice_spool_path(settings), settings.limits.voice_spool_per_sender,
+                             settings.limits.voice_spool_total),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
         self.chat.groups.max_members = settings.limits.max_group_size
@@ -207,6 +210,13 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
+
+
+def voice_spool_path(settings):
+    """The voice spool, in the data dir: one per node of a cluster (whose
+    nodes share the data dir), as each empties its own at start."""
+    name = f"voice-spool-{settings.node_name()}" if settings.cluster else "voice-spool"
+    return settings.data_dir / name
 
 
 def cluster_router(settings, reactor):

@@ -2,7 +2,7 @@
 handled by the same ``JsonDialect`` as on the TCP port.
 
 ``MessageTransport`` is the transport the dialect writes to: every line it
-writes goes out as one text message, and raw bytes written while a file
+writes (even in pieces) goes out as one text message, and raw bytes written while a file
 producer is registered (an in-band ``file-data`` payload) as binary
 messages.  Reading pauses and resumes the WebSocket's own TCP connection, and
 producers register with it, so flow control is the TCP port's.
@@ -45,6 +45,7 @@ class MessageTransport:
     def __init__(self, protocol):
         self.protocol = protocol
         self._file_producer = None
+        self._partial = []  # a line written in pieces (a voice clip streamed) goes out whole
 
     def write(self, data):
         if self.protocol.state != WebSocketProtocol.STATE_OPEN:
@@ -52,7 +53,12 @@ class MessageTransport:
         if self._file_producer is not None:
             self.protocol.sendMessage(bytes(data), isBinary=True)
             return
-        for line in bytes(data).split(b"\n"):
+        *lines, rest = bytes(data).split(b"\n")
+        if lines:
+            lines[0] = b"".join(self._partial) + lines[0]
+            self._partial = []
+        self._partial.append(rest)
+        for line in lines:
             if line:
                 self.protocol.sendMessage(line, isBinary=False)
 
