@@ -1,17 +1,21 @@
 """Load test of the cell server's relay mode on loopback.  A script, not a test.
 
-    python bench/bench_cell.py [--seconds 3] [--max-calls 1600]
+    python bench/bench_cell.py [--seconds 3] [--max-calls 1600] [--steps 10,100,700]
 
-The relay runs in a subprocess (this file with --serve: a CellService in relay
-mode on 127.0.0.1), so psutil can measure its CPU and memory alone; it takes
-one-line commands on stdin.  This process is the load generator: for each step
+Two relays run, each in a subprocess (this file with --serve KIND), so psutil
+can measure each one's CPU and memory alone: NeoChat's (a CellService in relay
+mode on 127.0.0.1) and, as the reference, a bare Twisted relay
+(bench/reference_relay.py).  Each takes one-line commands on stdin.  This process is the load generator: for each step
 it opens S accepted voice calls, latches both parties (one datagram each, as a
 NAT'd client would), then each party sends 160-byte datagrams at 50/s for a few
 seconds, staggered over the 20 ms period.  Every datagram carries its send time,
 so latency is one-way through the relay (loopback alone adds a few microseconds).
 A step is held when loss < 1%, p99 latency < 20 ms and the generator kept the
-offered rate.  The run stops at the first step not held.  Then one call is sent
-flat out.  The relay's rate caps are lifted so the flat-out figure measures the
+offered rate.  Relay CPU per datagram relayed (psutil's CPU times) is printed
+too: unlike rates, it means something on a machine busy with other work.  The
+relays take turns step by step; a relay stops at its first step not held
+(with --keep-going, it runs them all).  Then one call is sent flat out through
+each.  NeoChat's rate caps are lifted so the flat-out figure measures the
 relay, not the cap.
 """
 
@@ -29,7 +33,8 @@ import psutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = "127.0.0.1"
-STEPS = (10, 25, 50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600)
+STEPS = (10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1600)
+KINDS = ("neochat", "bare")
 RATE = 50  # datagrams per second per party
 SIZE = 160
 SLOTS = 20  # the 20 ms period is split into 1 ms send slots
@@ -39,24 +44,53 @@ MAX_LOSS = 0.01
 MAX_P99 = 0.020
 
 
-def serve():
+class NeoChatRelay:
+    """The cell service in relay mode, its rate caps lifted."""
+
+    def __init__(self, reactor):
+        from neochat.chat.calls import CallLimits, CallRegistry, MediaCaps
+        from neochat.services.cell import CellService
+
+        uncapped = MediaCaps(max_datagram=1400, packets_per_second=1e9, bytes_per_second=1e12)
+        self.registry = CallRegistry(CallLimits(max_calls_total=100_000, audio=uncapped), reactor)
+        self.cell = CellService(self.registry, interface=LOCAL, port=0, relay_ports=(0, 0),
+                                client_ports=(20000, 29999), reactor=reactor)
+        self.cell.startService()
+        self.opened = 0
+
+    def open_call(self):
+        self.opened += 1
+        call = self.cell.start_voice_call(f"a{self.opened}", f"b{self.opened}", LOCAL, LOCAL)
+        self.registry.accept(call.key, call.callee)
+        return [call.caller_leg.relay_port, call.callee_leg.relay_port]
+
+    def counters(self):
+        return dict(self.cell.counters(), buffers=self.cell.buffer_sizes())
+
+    def close_all(self):
+        self.registry.close_all("closed")
+        return self.cell.wait_ports_closed()
+
+    def stop(self):
+        return self.cell.stopService()
+
+
+def serve(kind):
     sys.path.insert(0, REPO)
     from twisted.internet import reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
-    from neochat.chat.calls import CallLimits, CallRegistry, MediaCaps
-    from neochat.services.cell import CellService
+    if kind == "bare":
+        from bench.reference_relay import BareRelay
 
-    uncapped = MediaCaps(max_datagram=1400, packets_per_second=1e9, bytes_per_second=1e12)
-    registry = CallRegistry(CallLimits(max_calls_total=100_000, audio=uncapped), reactor)
-    cell = CellService(registry, interface=LOCAL, port=0, relay_ports=(0, 0),
-                       client_ports=(20000, 29999), reactor=reactor)
+        relay = BareRelay(reactor, LOCAL)
+    else:
+        relay = NeoChatRelay(reactor)
 
     class Control(LineReceiver):
         delimiter = b"\n"
 
         def connectionMade(self):
-            self.opened = 0
             self.reply("ready")
 
         def reply(self, value):
@@ -65,22 +99,14 @@ def serve():
         def lineReceived(self, line):
             command, _, argument = line.decode().partition(" ")
             if command == "open":
-                self.reply([self.open_call() for _ in range(int(argument))])
+                self.reply([relay.open_call() for _ in range(int(argument))])
             elif command == "counters":
-                self.reply(cell.counters())
+                self.reply(relay.counters())
             elif command == "close":
-                registry.close_all("closed")
-                cell.wait_ports_closed().addCallback(lambda _: self.reply("closed"))
+                relay.close_all().addCallback(lambda _: self.reply("closed"))
             elif command == "quit":
-                cell.stopService().addCallback(lambda _: reactor.stop())
+                relay.stop().addCallback(lambda _: reactor.stop())
 
-        def open_call(self):
-            self.opened += 1
-            call = cell.start_voice_call(f"a{self.opened}", f"b{self.opened}", LOCAL, LOCAL)
-            registry.accept(call.key, call.callee)
-            return [call.caller_leg.relay_port, call.callee_leg.relay_port]
-
-    cell.startService()
     stdio.StandardIO(Control())
     reactor.run()
 
@@ -88,9 +114,9 @@ def serve():
 class Relay:
     """The relay subprocess and its command line."""
 
-    def __init__(self):
+    def __init__(self, kind):
         env = dict(os.environ, PYTHONPATH=REPO)
-        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", kind],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=REPO)
         self.stats = psutil.Process(self.process.pid)
         assert self.read() == "ready"
@@ -102,6 +128,10 @@ class Relay:
         self.process.stdin.write(command.encode() + b"\n")
         self.process.stdin.flush()
         return self.read()
+
+    def cpu_seconds(self):
+        times = self.stats.cpu_times()
+        return times.user + times.system
 
     def rss_mb(self):
         return self.stats.memory_info().rss / 2**20
@@ -157,6 +187,7 @@ def run_step(relay, calls, seconds):
     latencies = []
     sent = 0
     relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds()
     generator_cpu = time.process_time()
     start = next_tick = time.perf_counter()
     end = start + seconds
@@ -178,6 +209,7 @@ def run_step(relay, calls, seconds):
         for key, _ in selector.select(max(0.0, min(next_tick, end + DRAIN) - now)):
             drain(key.fileobj, latencies)
     relay_cpu = relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds() - relay_cpu_seconds
     generator_cpu = 100 * (time.process_time() - generator_cpu) / (time.perf_counter() - start)
     rss = relay.rss_mb()
     selector.close()
@@ -188,7 +220,8 @@ def run_step(relay, calls, seconds):
     loss = 1 - len(latencies) / sent if sent else 1.0
     return {"calls": calls, "sent": sent, "offered": offered, "received": len(latencies), "loss": loss,
             "p50": latencies[len(latencies) // 2] / 1e9 if latencies else float("inf"), "p99": p99,
-            "relay_cpu": relay_cpu, "relay_rss_mb": rss, "generator_cpu": generator_cpu,
+            "relay_cpu": relay_cpu, "us_per_datagram": 1e6 * relay_cpu_seconds / max(len(latencies), 1),
+            "relay_rss_mb": rss, "generator_cpu": generator_cpu,
             "held": loss < MAX_LOSS and p99 < MAX_P99 and sent >= 0.99 * offered}
 
 
@@ -198,7 +231,7 @@ def run_flat_out(relay):
     callee.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
     payload = bytearray(SIZE)
     received = 0
-    relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds()
     start = time.perf_counter()
     while time.perf_counter() - start < FLAT_OUT_SECONDS:
         for _ in range(32):
@@ -209,44 +242,67 @@ def run_flat_out(relay):
         received += drain(callee)
     time.sleep(0.1)
     received += drain(callee)
-    relay_cpu = relay.stats.cpu_percent(None)
+    relay_cpu_seconds = relay.cpu_seconds() - relay_cpu_seconds
     close_parties(relay, [(caller, None), (callee, None)])
-    return received / FLAT_OUT_SECONDS, relay_cpu
+    return received / FLAT_OUT_SECONDS, 1e6 * relay_cpu_seconds / max(received, 1)
+
+
+def print_step(kind, result, seconds):
+    print(f"{kind:8} {result['calls']:>6} {result['sent'] / seconds:>9.0f} {result['loss']:>7.2%} "
+          f"{result['p50'] * 1e3:>7.2f} {result['p99'] * 1e3:>7.2f} {result['relay_cpu']:>8.0f}% {result['us_per_datagram']:>7.1f} "
+          f"{result['relay_rss_mb']:>6.1f} MB {result['generator_cpu']:>6.0f}%  "
+          f"{'yes' if result['held'] else 'NO'}", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", action="store_true", help="run the relay (used by the bench itself)")
+    parser.add_argument("--serve", choices=KINDS, help="run a relay (used by the bench itself)")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each step")
     parser.add_argument("--max-calls", type=int, default=STEPS[-1], help="largest step")
+    parser.add_argument("--steps", type=lambda text: [int(n) for n in text.split(",")], default=STEPS,
+                        help="comma-separated numbers of calls (default: %(default)s)")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run every step, even after one was not held (on a busy machine)")
     options = parser.parse_args()
     if options.serve:
-        return serve()
-    relay = Relay()
-    print(f"relay pid {relay.process.pid}, idle rss {relay.rss_mb():.1f} MB; "
-          f"each party sends {RATE}/s x {SIZE} B; a step lasts {options.seconds:g} s")
-    print(f"{'calls':>6} {'pkt/s in':>9} {'loss':>7} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'relay cpu':>9} {'relay rss':>9} {'gen cpu':>7}  held")
-    best = 0
+        return serve(options.serve)
+    relays = {kind: Relay(kind) for kind in KINDS}
+    print(f"each party sends {RATE}/s x {SIZE} B; a step lasts {options.seconds:g} s; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'relay':8} {'calls':>6} {'pkt/s in':>9} {'loss':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'relay cpu':>9} {'µs/dgram':>8} {'relay rss':>9} {'gen cpu':>7}  held")
+    best = dict.fromkeys(KINDS, 0)
+    holding = set(KINDS)
+    flat_out, counters = {}, {}
     try:
-        for calls in (step for step in STEPS if step <= options.max_calls):
-            result = run_step(relay, calls, options.seconds)
-            print(f"{calls:>6} {result['sent'] / options.seconds:>9.0f} {result['loss']:>7.2%} "
-                  f"{result['p50'] * 1e3:>7.2f} {result['p99'] * 1e3:>7.2f} {result['relay_cpu']:>8.0f}% "
-                  f"{result['relay_rss_mb']:>6.1f} MB {result['generator_cpu']:>6.0f}%  "
-                  f"{'yes' if result['held'] else 'NO'}", flush=True)
-            if not result["held"]:
+        for calls in (step for step in options.steps if step <= options.max_calls):
+            for kind in KINDS:  # in turns, so that a busy spell of the machine hits both
+                if kind in holding:
+                    result = run_step(relays[kind], calls, options.seconds)
+                    print_step(kind, result, options.seconds)
+                    if result["held"]:
+                        best[kind] = max(best[kind], calls)
+                    elif not options.keep_going:
+                        holding.discard(kind)
+            if not holding:
                 break
-            best = calls
-        rate, cpu = run_flat_out(relay)
-        counters = relay.ask("counters")
+        for kind in KINDS:
+            flat_out[kind] = run_flat_out(relays[kind])
+            counters[kind] = relays[kind].ask("counters")
     finally:
-        relay.quit()
-    print(f"largest S held (loss < {MAX_LOSS:.0%}, p99 < {MAX_P99 * 1e3:.0f} ms): {best} calls "
-          f"= {best * 2 * RATE} datagrams/s relayed")
-    print(f"one call flat out: {rate:.0f} datagrams/s delivered, relay cpu {cpu:.0f}%")
-    drops = {name: value for name, value in counters.items() if name.startswith("dropped_") and value}
-    print(f"relay totals: {counters['relayed_packets']} packets, {counters['relayed_bytes']} bytes; drops {drops}")
+        for relay in relays.values():
+            relay.quit()
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"largest S held (loss < {MAX_LOSS:.0%}, p99 < {MAX_P99 * 1e3:.0f} ms): NeoChat {best['neochat']} calls, "
+          f"bare {best['bare']} calls (ratio {best['neochat'] / max(best['bare'], 1):.2f})")
+    (rate, cpu), (bare_rate, bare_cpu) = flat_out["neochat"], flat_out["bare"]
+    print(f"one call flat out: NeoChat {rate:.0f} datagrams/s ({cpu:.1f} µs of relay CPU each), "
+          f"bare {bare_rate:.0f}/s ({bare_cpu:.1f} µs each), ratio {rate / bare_rate:.2f} "
+          f"(CPU per datagram {bare_cpu / cpu:.2f})")
+    neochat = counters["neochat"]
+    drops = {name: value for name, value in neochat.items() if name.startswith("dropped_") and value}
+    print(f"NeoChat relay totals: {neochat['relayed_packets']} packets; drops {drops}; "
+          f"socket buffers {neochat['buffers']}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ generator (this process) to the other.  Workloads:
 - ``steady``: a fixed total rate over N pairs: latency p50/p99/max and the
   rate achieved;
 - ``idle``: M clients register and log in, 50 at a time, then stay idle:
-  logins/s per thousand, server memory per connection.
+  logins/s per thousand, server memory per connection once the server has
+  settled (under 5 % of a core; at most 30 s after the last login).
 
 Every NeoChat message is committed (with its pending row) before delivery;
 the reference stores nothing.  The last column is NeoChat / reference.
@@ -188,13 +189,23 @@ async def idle_logins(reactor, port, server, count):
             rates.append((len(clients), (len(clients) - 1000 * len(rates) if len(clients) % 1000 else 1000)
                           / (now - block_start)))
             block_start = now
-    await task.deferLater(reactor, 1, lambda: None)
+    await settled(reactor, server)
     per_conn = (server.memory_info().rss - rss_before) / max(count, 1) / 1024
     close(clients)
     result = {"KB/conn": per_conn}
     for upto, rate in rates:
         result[f"logins/s to {upto}"] = rate
     return result
+
+
+async def settled(reactor, server, seconds=30):
+    """Idle means idle: wait (at most ``seconds``) until the server has
+    sent what the last logins caused and uses under 5 % of a core."""
+    server.cpu_percent()
+    for _ in range(seconds):
+        await task.deferLater(reactor, 1, lambda: None)
+        if server.cpu_percent() < 5:
+            return
 
 
 def close(clients):

@@ -1,14 +1,23 @@
 """Upload and download throughput of the NeoChat FTP service against a bare
 pyftpdlib server, on loopback.  A script, not a test.
 
-    python bench/bench_ftp.py [--mib 64] [--rounds 3] [--db URL]
+    python bench/bench_ftp.py [--mib 64] [--rounds 3] [--small 200] [--clients 20] [--db URL]
 
 Each server runs in a subprocess (this file with --serve neochat|bare DIR):
 NeoChat's FTPService inside a reactor, with its database (SQLite in DIR
 unless --db), accounts, quota, sha256 and fsync; the bare one is pyftpdlib's
 FTPServer with a DummyAuthorizer, writing straight to disk.  This process is
-the ftplib client.  Every round uploads then downloads one file of random
-bytes; the best round of each counts.  Prints MiB/s and NeoChat's ratio.
+the ftplib client.  Three workloads, the servers taking turns, the
+best of ``--rounds`` rounds counting:
+
+- big: one client uploads then downloads one file of ``--mib`` MiB (MiB/s);
+- small: one client uploads ``--small`` files of 4 KiB one after the other
+  on one connection (files/s);
+- concurrent: ``--clients`` clients at once, each uploading 10 files of
+  256 KiB on its own connection (files/s and MiB/s in all).
+
+Prints each rate, NeoChat's ratio to the bare server and the load average
+(the machine may be shared: only ratios within one run mean much).
 """
 
 import argparse
@@ -19,12 +28,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER, PASSWORD = "bench", "bench-password"
 BLOCK = 256 * 1024
 TIMEOUT = 120  # seconds, per FTP operation
+SMALL_FILE = 4 * 1024
+CONCURRENT_FILES = 10  # per client
+CONCURRENT_FILE = 256 * 1024
 
 
 def serve_neochat(directory, db_url):
@@ -108,39 +121,105 @@ class Server:
             self.process.kill()
 
 
-def one_round(port, payload):
-    """(upload seconds, download seconds) for ``payload``, checked."""
-    with ftplib.FTP() as ftp:
-        ftp.connect("127.0.0.1", port, timeout=TIMEOUT)
-        ftp.login(USER, PASSWORD)
+def connect(port):
+    ftp = ftplib.FTP()
+    ftp.connect("127.0.0.1", port, timeout=TIMEOUT)
+    ftp.login(USER, PASSWORD)
+    return ftp
+
+
+def upload(ftp, name, payload):
+    """The stored name (NeoChat's reply names it)."""
+    reply = ftp.storbinary(f"STOR {name}", io.BytesIO(payload), blocksize=BLOCK)
+    if not reply.startswith("226"):
+        raise SystemExit(f"upload of {name} failed: {reply}")
+    return reply.split("file: ")[1] if "file: " in reply else name
+
+
+def big_round(port, payload):
+    """(upload MiB/s, download MiB/s) for ``payload``, checked."""
+    mib = len(payload) / 2**20
+    with connect(port) as ftp:
         started = time.perf_counter()
-        reply = ftp.storbinary("STOR bench.bin", io.BytesIO(payload), blocksize=BLOCK)
+        name = upload(ftp, "bench.bin", payload)
         uploaded = time.perf_counter() - started
-        name = reply.split("file: ")[1] if "file: " in reply else "bench.bin"
         digest = hashlib.sha256()
         started = time.perf_counter()
         ftp.retrbinary(f"RETR {name}", digest.update, blocksize=BLOCK)
         downloaded = time.perf_counter() - started
         if digest.digest() != hashlib.sha256(payload).digest():
             raise SystemExit(f"downloaded {name} differs from what was uploaded")
-        return uploaded, downloaded
+        return mib / uploaded, mib / downloaded
 
 
-def measure(kind, payload, rounds, db_url):
-    with tempfile.TemporaryDirectory(prefix=f"bench-ftp-{kind}-") as directory:
-        server = Server(kind, directory, db_url)
+def upload_files(port, count, size):
+    with connect(port) as ftp:
+        for number in range(count):
+            upload(ftp, f"file{number}.bin", os.urandom(size))
+
+
+def small_round(port, count):
+    """Files/s: ``count`` small files one after the other."""
+    started = time.perf_counter()
+    upload_files(port, count, SMALL_FILE)
+    return count / (time.perf_counter() - started)
+
+
+def concurrent_round(port, clients):
+    """Files/s: ``clients`` clients uploading at once."""
+    failures = []
+
+    def client():
         try:
-            times = [one_round(server.port, payload) for _ in range(rounds)]
+            upload_files(port, CONCURRENT_FILES, CONCURRENT_FILE)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit(f"a concurrent client failed: {failures[0]!r}")
+    return clients * CONCURRENT_FILES / (time.perf_counter() - started)
+
+
+def measure(args, payload):
+    """{kind: {workload: best rate}}.  Both servers run at once and take
+    turns round by round, so that a busy spell of the machine hits both."""
+    kinds = ("bare", "neochat")
+    rates = {kind: {} for kind in kinds}
+
+    def keep(kind, workload, rate):
+        rates[kind][workload] = max(rate, rates[kind].get(workload, 0))
+
+    with tempfile.TemporaryDirectory(prefix="bench-ftp-") as directory:
+        servers = {}
+        try:
+            for kind in kinds:
+                os.mkdir(os.path.join(directory, kind))
+                servers[kind] = Server(kind, os.path.join(directory, kind), args.db)
+            for _ in range(args.rounds):
+                for kind, server in servers.items():
+                    up, down = big_round(server.port, payload)
+                    keep(kind, "upload MiB/s", up)
+                    keep(kind, "download MiB/s", down)
+                    keep(kind, "small files/s", small_round(server.port, args.small))
+                    keep(kind, "concurrent files/s", concurrent_round(server.port, args.clients))
         finally:
-            server.close()
-    mib = len(payload) / (1024 * 1024)
-    return mib / min(up for up, _ in times), mib / min(down for _, down in times)
+            for server in servers.values():
+                server.close()
+    return rates
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=64, help="file size in MiB")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small", type=int, default=200, help="small files per round")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent clients")
     parser.add_argument("--db", default="", help="NeoChat database URL (default: SQLite in a temp dir)")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,13 +234,15 @@ def main():
         return
 
     payload = os.urandom(args.mib * 1024 * 1024)
-    results = {kind: measure(kind, payload, args.rounds, args.db) for kind in ("bare", "neochat")}
-    print(f"{args.mib} MiB file, best of {args.rounds} rounds, loopback, MiB/s")
-    print(f"{'server':10} {'upload':>10} {'download':>10}")
-    for kind, (up, down) in results.items():
-        print(f"{kind:10} {up:10.1f} {down:10.1f}")
-    (bare_up, bare_down), (neo_up, neo_down) = results["bare"], results["neochat"]
-    print(f"{'ratio':10} {neo_up / bare_up:10.2f} {neo_down / bare_down:10.2f}   (neochat / bare)")
+    load = os.getloadavg()[0]
+    results = measure(args, payload)
+    print(f"big: {args.mib} MiB; small: {args.small} x {SMALL_FILE // 1024} KiB; concurrent: {args.clients} clients"
+          f" x {CONCURRENT_FILES} x {CONCURRENT_FILE // 1024} KiB; best of {args.rounds}; loopback; "
+          f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"{'workload':20} {'bare':>10} {'neochat':>10} {'ratio':>7}")
+    for workload, bare in results["bare"].items():
+        neochat = results["neochat"][workload]
+        print(f"{workload:20} {bare:10.1f} {neochat:10.1f} {neochat / bare:7.2f}")
 
 
 if __name__ == "__main__":

@@ -28,11 +28,15 @@ UNLIMITED = [arg for name in ("connections_per_address", "messages_per_second", 
 
 
 @contextlib.contextmanager
-def neochat(*options, cpu=None, **popen):
+def neochat(*options, cpu=None, data_dir=None, **popen):
     """Yields (message server port, psutil.Process of the server), pinned to
-    ``cpu`` if given; ``popen`` goes to subprocess.Popen."""
+    ``cpu`` if given; ``popen`` goes to subprocess.Popen.  ``data_dir``
+    (with the server's ``log``) is kept if given, else a throwaway one."""
     port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        data_dir = str(data_dir)
         command = [TWISTD, "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "log"), "neochat",
                    "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", data_dir,
                    "--ftp", str(free_port()), "--ftp-interface", "127.0.0.1",

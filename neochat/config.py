@@ -67,7 +67,7 @@ class Settings:
     advertise_ip: str = None
     voice_mode: str = "relay"  # or "p2p": seed-000 voice media goes peer to peer
     call_limits: CallLimits = field(default_factory=CallLimits)
-    udp_receive_buffer: int = 4 * 1024 * 1024  # SO_RCVBUF of the cell and relay ports; 0: the kernel's
+    udp_buffer: int = 4 * 1024 * 1024  # SO_RCVBUF and SO_SNDBUF of the cell and relay ports; 0: the kernel's
     # The FTP file server and the file limits it shares with in-band
     # transfers (docs/files.md).
     ftp: FtpSettings = field(default_factory=FtpSettings)

@@ -57,7 +57,9 @@ class Options(usage.Options):
          "Endpoint of the Prometheus metrics page, e.g. tcp:9100:interface=127.0.0.1 (default: off)."],
         ["cell", None, 10010, "UDP port of the cell server: call keys and keyed media (0: any free port).", int],
         ["cell-interface", None, "0.0.0.0", "Interface the cell port and the relay ports bind."],
-        ["udp-buffer", None, 4096, "Receive buffer of the cell and relay ports, in KiB (0: the kernel's).", int],
+        ["udp-buffer", None, 4096,
+         "Receive and send buffer of the cell and relay ports, in KiB (0: the kernel's; capped by "
+         "net.core.rmem_max and wmem_max).", int],
         ["relay-ports", None, "40000-40999",
          "UDP ports relaying seed-000 voice calls, FIRST-LAST, one per party (0-0: any free port)."],
         ["client-ports", None, "41000-41999",
@@ -83,6 +85,9 @@ class Options(usage.Options):
         ["cluster", None, None,
          "Redis URL (redis://HOST:PORT/DB) shared by several nodes; none: a single node without Redis."],
         ["node-id", None, None, "This node's name in the cluster (default: hostname-PORT)."],
+        ["cluster-prefix", None, "neochat:", "Prefix of this cluster's Redis keys and channels."],
+        ["cluster-heartbeat", None, 5.0,
+         "Seconds between a cluster node's heartbeats; a node is dead after three missed.", float],
         ["cluster-max-clip", None, 1024,
          "Largest voice clip, in KiB, to an account on another node of the cluster (413 past it).", int],
         ["behind-deadline", None, 60.0,
@@ -127,14 +132,15 @@ class Options(usage.Options):
             raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
 
     def opt_limit(self, assignment):
-        """NAME=VALUE: change one message-server limit (repeatable; 0: off):
+        """NAME=VALUE: change one message-server limit, TCP and WebSocket (repeatable; 0: off):
         frame_before_login (8192 B), bytes_before_login (65536), json_object
         (65536 B), header_frame (256 KiB), header_body (voice clips:
         16 MiB), login_timeout (60 s), idle_timeout
         (600 s), connections_per_address (20), connections_total (0: the
         descriptor limit less 5 %, at least 256), messages_per_second (50),
         message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
-        max_group_size (1000)."""
+        max_group_size (1000), voice_spool_per_sender (64 MiB),
+        voice_spool_total (1 GiB)."""
         name, _, value = assignment.partition("=")
         try:
             self["limits"] = self["limits"].override(name.strip(), value.strip())
@@ -193,7 +199,7 @@ class Options(usage.Options):
             token_lifetime=self["token-days"] * 24 * 3600,
             cell_port=self["cell"],
             cell_interface=self["cell-interface"],
-            udp_receive_buffer=self["udp-buffer"] * 1024,
+            udp_buffer=self["udp-buffer"] * 1024,
             relay_ports=self["relay-ports"],
             client_ports=self["client-ports"],
             advertise_ip=self["advertise-ip"],
@@ -210,6 +216,8 @@ class Options(usage.Options):
             behind_deadline=self["behind-deadline"],
             cluster=self["cluster"],
             node_id=self["node-id"],
+            cluster_prefix=self["cluster-prefix"],
+            cluster_heartbeat=self["cluster-heartbeat"],
             cluster_max_clip=self["cluster-max-clip"] * 1024,
             ftp=FtpSettings(
                 interface=self["ftp-interface"],

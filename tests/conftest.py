@@ -2,13 +2,16 @@
 NEOCHAT_TEST_MYSQL is set), and a NeoChat server on 127.0.0.1 port 0."""
 
 import os
+import socket
 import uuid
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from neochat.chat import audit
 from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
@@ -17,6 +20,8 @@ from tests.clients import HeaderClient, JsonClient
 from tests.udp import LOCAL, free_port_range, wait_for
 
 MYSQL_VARIABLE = "NEOCHAT_TEST_MYSQL"  # e.g. mysql://root@127.0.0.1:3306/
+REDIS = ("127.0.0.1", 6379)  # the cluster tests'
+REDIS_DB = 9  # away from anything else on the shared server; keys are prefixed per test too
 
 
 def _mysql_database():
@@ -76,6 +81,17 @@ def settings(db_url, tmp_path):
     )
 
 
+class Tripped:
+    """How often each limit tripped since this was made (the counts behind
+    ``neochat_limits_tripped_total``)."""
+
+    def __init__(self):
+        self.before = audit.counts.copy()
+
+    def __getitem__(self, limit):
+        return audit.counts[("limit", limit)] - self.before[("limit", limit)]
+
+
 class RunningServer:
     def __init__(self, root):
         self.root = root
@@ -129,6 +145,44 @@ async def server(settings):
     await running.stop()
 
 
+@pytest_twisted.async_yield_fixture
+async def serve(settings):
+    """``await serve(name=value, ...)``: a server with those limits changed."""
+    running = []
+
+    async def start(**limits):
+        settings.limits = replace(settings.limits, **limits)
+        root = build_service(settings, reactor)
+        root.startService()
+        await root.ready
+        running.append(RunningServer(root))
+        return running[-1]
+
+    yield start
+    for server in running:
+        await server.stop()
+
+
 @pytest.fixture(params=["json", "header"])
 def dialect(request):
     return request.param
+
+
+def need_redis():
+    """Skip (fail with CI=true) unless Redis answers on 127.0.0.1:6379."""
+    try:
+        socket.create_connection(REDIS, timeout=1).close()
+    except OSError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+
+
+@pytest.fixture
+def cluster_db():
+    """A new MariaDB database for cluster nodes, if Redis is up: its URL.  (A
+    skip from a plain fixture: pytest-twisted's async ones turn it into errors.)"""
+    need_redis()
+    db_url, drop = _mysql_database()
+    yield db_url
+    drop()

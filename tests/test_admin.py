@@ -8,12 +8,15 @@ import json
 import os
 import stat
 
+import pytest
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import reactor, threads
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from neochat.admin.cli import NOT_RUNNING, OK, REFUSED, main
 from neochat.services.admin import SOCKET_NAME
 from tests.clients import JsonClient
+from tests.web_clients import WsClient
 
 
 class Ctl:
@@ -159,6 +162,34 @@ async def test_a_banned_address_cannot_connect(server, settings, tmp_path):
     assert status == REFUSED and "not an IP address or network" in error
     assert (await ctl("unban", "--address", "127.0.0.0/8"))[0] == OK
     assert (await login(server, "carol", "pw"))[1]["content"] == "success"
+
+
+@pytest_twisted.ensureDeferred
+async def test_banning_an_address_drops_its_open_tcp_and_websocket_connections(server, settings, tmp_path):
+    ctl = Ctl(settings, tmp_path)
+    tcp, ws = await server.client(), await WsClient.connect(server.http_port)
+    await tcp.register_and_login("carol")
+    await ws.register_and_login("dave")
+    elsewhere = await connectProtocol(  # another address of the loopback network
+        TCP4ClientEndpoint(reactor, "127.0.0.1", server.port, bindAddress=("127.0.0.2", 0)), JsonClient())
+    server.clients.append(elsewhere)
+    await elsewhere.register_and_login("erin")
+    status, result = await ctl("ban", "--address", "127.0.0.1")
+    assert status == OK and result["disconnected"] == 2
+    banned = {"message_type": "error", "content": "fail", "reason": "address banned"}
+    await tcp.closed
+    assert await tcp.next("error") == banned
+    await ws.closed
+    assert (await ws.next("error"), ws.close_code) == (banned, 4403)
+    with pytest.raises(ConnectionError):  # the handshake is refused (403)
+        await WsClient.connect(server.http_port)
+    elsewhere.send({"message_type": "ping"})  # another address keeps being served
+    assert await elsewhere.next("pong") == {"message_type": "pong"}
+    assert (await ctl("unban", "--address", "127.0.0.1"))[0] == OK
+    again = await WsClient.connect(server.http_port)
+    assert (await again.request({"message_type": "login", "username": "dave", "password": "secret"}))[
+        "content"] == "success"
+    await again.close()
 
 
 @pytest_twisted.ensureDeferred

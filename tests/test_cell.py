@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
-from neochat.services.cell import RECEIVE_BUFFER, CellService, PortRange
+from neochat.services.cell import UDP_BUFFER, CellService, PortRange
 from neochat.services.relay import parse_fields
 from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
@@ -214,6 +214,22 @@ async def test_voice_call_with_a_host_name_for_ip_is_refused_and_leaves_nothing(
         cell.start_voice_call(ALICE, BOB, LOCAL, "bob.example")
     assert len(cell.registry) == 0 and net.ended == []
     await cell.wait_ports_closed()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_peer_address_the_socket_cannot_reach_is_counted_and_others_still_relay(net):
+    cell = net.cell()
+    unreachable = cell.start_voice_call(CAROL, BOB, LOCAL, "::1")  # an IPv6 callee, IPv4 relay ports
+    cell.registry.accept(unreachable.key, BOB)
+    carol_fields = cell.party_addresses(unreachable.key, CAROL)
+    net.party(carol_fields["your_port"]).send_to_other(b"to nowhere", carol_fields)
+    await wait_for(lambda: cell.counters()["dropped_send_failed"] == 1)
+
+    call, alice_fields, bob_fields = accepted_voice_call(cell, ALICE, "+8400004")
+    bob = net.party(bob_fields["your_port"])
+    net.party(alice_fields["your_port"]).send_to_other(b"still relayed", alice_fields)
+    assert (await bob.next())[0] == b"still relayed"
+    assert cell.counters()["relayed_packets"] == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -509,14 +525,17 @@ def test_ports_are_handed_out_at_random_and_the_last_free_one_is_found():
 
 
 @pytest_twisted.ensureDeferred
-async def test_cell_and_relay_ports_get_the_large_receive_buffer(net):
+async def test_cell_and_relay_ports_get_the_large_buffers(net):
     cell = net.cell()
     call = cell.start_voice_call(ALICE, BOB, LOCAL, LOCAL)
+    # Linux caps the sizes at net.core.rmem_max / wmem_max and reports twice what it set.
+    receive, send = 2 * min(UDP_BUFFER, kernel_limit("rmem_max")), 2 * min(UDP_BUFFER, kernel_limit("wmem_max"))
     for port in (cell.cell_port, call.caller_leg.out, call.callee_leg.out):
-        # Linux caps the size at net.core.rmem_max and reports twice what it set.
-        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * min(RECEIVE_BUFFER, rmem_max())
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == receive
+        assert port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == send
+    assert cell.buffer_sizes() == {"receive": receive, "send": send}
 
 
-def rmem_max():
-    with open("/proc/sys/net/core/rmem_max") as limit:
+def kernel_limit(name):
+    with open(f"/proc/sys/net/core/{name}") as limit:
         return int(limit.read())

@@ -1,36 +1,24 @@
 """Three nodes in one process, one MariaDB database, one Redis: clients on
 different nodes chat as if on one (neochat/cluster, docs/scaling.md)."""
 
-import os
 import socket
 import uuid
 
-import pytest
 import pytest_twisted
 import txredisapi
 from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThread
 
+from neochat.chat.throttle import ThrottleSettings
 from neochat.config import Settings
 from neochat.services.ftp import FtpSettings
 from neochat.services.root import build_service
-from tests.conftest import RunningServer, _mysql_database
+from tests.conftest import REDIS, REDIS_DB, RunningServer
 from tests.test_files_ftp import connect, download, store
 from tests.test_social import content, log_in, log_in_again, message_type, send_text
 from tests.udp import LOCAL, free_port_range
 
-REDIS = ("127.0.0.1", 6379)
-REDIS_DB = 9  # away from anything else on the shared server; keys are prefixed per test too
 HEARTBEAT = 0.3  # seconds: a node is dead after 0.9
-
-
-def redis_up():
-    try:
-        socket.create_connection(REDIS, timeout=1).close()
-        return True
-    except OSError:
-        return False
-
 
 @defer.inlineCallbacks
 def wait_until(condition, seconds=10):
@@ -43,8 +31,10 @@ def wait_until(condition, seconds=10):
 
 
 class Cluster:
-    def __init__(self, db_url, data_dir, prefix):
+    def __init__(self, db_url, data_dir, prefix, **settings):
+        """``settings``: more Settings fields for every node."""
         self.db_url, self.data_dir, self.prefix = db_url, data_dir, prefix
+        self.settings = {"throttle": ThrottleSettings(registrations_per_address=100_000), **settings}
         self.nodes = []
 
     @defer.inlineCallbacks
@@ -56,7 +46,7 @@ class Cluster:
             cell_port=0, cell_interface=LOCAL, relay_ports=(0, 0), client_ports=free_port_range(8),
             ftp=FtpSettings(interface=LOCAL, port=0),
             cluster=f"redis://{REDIS[0]}:{REDIS[1]}/{REDIS_DB}", node_id=name,
-            cluster_prefix=self.prefix, cluster_heartbeat=HEARTBEAT,
+            cluster_prefix=self.prefix, cluster_heartbeat=HEARTBEAT, **self.settings,
         )
         root = build_service(settings, reactor)
         root.startService()
@@ -72,19 +62,19 @@ class Cluster:
             yield node.stop()
 
 
-@pytest_twisted.async_yield_fixture
-async def cluster(tmp_path):
-    if not redis_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Redis on 127.0.0.1:6379: cluster tests must run")
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    db_url, drop = _mysql_database()
-    running = Cluster(db_url, tmp_path / "data", f"neochat-test:{uuid.uuid4().hex}:")
+async def three_nodes(db_url, tmp_path, **settings):
+    """Yields a Cluster of n0, n1 and n2 (for fixtures)."""
+    running = Cluster(db_url, tmp_path / "data", f"neochat-test:{uuid.uuid4().hex}:", **settings)
     for name in ("n0", "n1", "n2"):
         await running.start(name)
     yield running
     await running.stop()
-    drop()
+
+
+@pytest_twisted.async_yield_fixture
+async def cluster(cluster_db, tmp_path):
+    async for running in three_nodes(cluster_db, tmp_path):
+        yield running
 
 
 @pytest_twisted.inlineCallbacks
@@ -313,9 +303,11 @@ def test_the_cluster_options_reach_the_settings():
     from neochat.tap import Options
 
     options = Options()
-    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--node-id", "east-1"])
+    options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--node-id", "east-1",
+                          "--cluster-prefix", "chat2:", "--cluster-heartbeat", "0.5"])
     settings = options.settings()
     assert (settings.cluster, settings.node_id) == ("redis://127.0.0.1:6379/3", "east-1")
+    assert (settings.cluster_prefix, settings.cluster_heartbeat) == ("chat2:", 0.5)
     options = Options()
     options.parseOptions(["--cluster", "redis://127.0.0.1:6379/3", "--listen", "tcp:7007"])
     router = cluster_router(options.settings(), reactor)

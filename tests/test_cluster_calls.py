@@ -6,6 +6,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from neochat.services.relay import parse_fields
+from neochat.wire.headers import encode_head
 from tests.test_calls import A, B, header, voice
 from tests.test_cluster import cluster, wait_until  # noqa: F401 (cluster is a fixture)
 from tests.udp import LOCAL, UdpSockets, cell_address, media
@@ -171,6 +172,20 @@ def test_a_voice_clip_reaches_a_friend_on_another_node_up_to_the_limit(cluster):
     assert (yield wait_until(lambda: not n0.root.router.is_online(B)))
     reply = yield a.request(header("voice", A, friends=B), b"short")
     assert (reply["stat"], reply["reason"]) == ("480", "friend offline")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_clip_too_large_to_cross_nodes_is_refused_before_its_body(cluster):
+    n0, _, _ = cluster.nodes
+    a, b = yield on_two_nodes(cluster, A, B, dialect="header")
+    n0.root.router.max_clip = 1000
+    a.send_raw(encode_head(header("voice", A, friends=B), 5000))  # the header lines only
+    reply = yield a.next("voice", reply=True)
+    assert (reply["stat"], reply["reason"]) == ("413", "voice clip too large to reach another node")
+    a.send_raw(b"\x00" * 5000)  # read and dropped
+    assert (yield a.request(header("voice", A, friends=B), b"short"))["stat"] == "200"
+    assert (yield b.next("voice"))["body"] == b"short"
+    assert not list(n0.root.chat.clips.directory.iterdir())
 
 
 @pytest_twisted.inlineCallbacks

@@ -11,6 +11,7 @@ from twisted.logger import globalLogPublisher
 from twisted.protocols import portforward
 
 from tests.conftest import _mysql_database
+from tests.test_admin_metrics import grown, scraped
 from tests.test_logins import serve
 
 
@@ -69,6 +70,7 @@ async def outage(settings, db_url):
     netloc = parts.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}"
     settings.db_url = urlunsplit(parts._replace(netloc=netloc))
     settings.db_retry_seconds = 1.5
+    settings.metrics = "tcp:0:interface=127.0.0.1"
     running = await serve(settings)
     yield running, proxy
     if not proxy.listening.connected:
@@ -81,6 +83,7 @@ async def outage(settings, db_url):
 @pytest_twisted.ensureDeferred
 async def test_a_short_outage_is_ridden_out_and_nothing_is_lost(outage):
     server, proxy = outage
+    before = await scraped(server)
     alice, bob = await server.logged_in("alice", "bob", acks=True)
     await proxy.cut()
     alice.send({"message_type": "word", "chat_type": "private", "send_user": "alice",
@@ -91,6 +94,9 @@ async def test_a_short_outage_is_ridden_out_and_nothing_is_lost(outage):
     assert reply["content"] == "success" and reply["id"]
     message = await bob.next("word")
     assert message["content"] == "during the outage"
+    after = await scraped(server)
+    assert grown(before, after, "neochat_database_retries_total", reason="connection") >= 1
+    assert grown(before, after, "neochat_database_retries_total", reason="deadlock") == 0
 
 
 @pytest_twisted.ensureDeferred

@@ -5,6 +5,7 @@ serves the FTP thread's database questions.
 """
 
 import ftplib
+import hashlib
 import io
 import os
 import re
@@ -29,6 +30,7 @@ from neochat.store import Database, dialect_from_url
 from neochat.store.files import FileStore
 from neochat.store.schema import upgrade
 from neochat.store.users import UserStore
+from tests.conftest import Tripped
 
 ALICE, BOB, CAROL = "+86101", "+8200001", "carol"
 PASSWORDS = {ALICE: "alice-pw", BOB: "bob-pw", CAROL: "carol-pw"}
@@ -227,6 +229,34 @@ def test_noop_answers_while_other_clients_wait_for_password_checks(world, monkey
             guesser.close()
 
 
+@pytest_twisted.inlineCallbacks
+def test_an_upload_is_answered_after_its_commit_and_other_sessions_go_on_meanwhile(world, monkeypatch):
+    gate = defer.Deferred()
+    add = world.library.store.add
+    monkeypatch.setattr(world.library.store, "add", lambda *args: gate.addCallback(lambda _: add(*args)))
+    uploaded = world.session(store, "slow.bin", b"waits for its commit")
+    yield eventually(lambda: world.visible())  # received, fsynced and linked: only the row is missing
+
+    def meanwhile(ftp):
+        ftp.voidcmd("NOOP")
+        return ftp.nlst()
+
+    assert (yield world.session(meanwhile, account=BOB)) == []
+    assert not uploaded.called and (yield world.rows()) == []
+    gate.callback(None)
+    name = yield uploaded
+    assert (yield world.rows()) == [name] == world.visible()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_streamed_upload_records_the_sha256_of_the_stored_file(world):
+    data = os.urandom(3 * 1024 * 1024 + 5)  # past the part hashed by the receiving thread
+    name = yield world.session(store, "big.bin", data)
+    row = yield world.library.store.get(name)
+    assert row["sha256"] == hashlib.sha256((world.directory / name).read_bytes()).hexdigest()
+    assert row["sha256"] == hashlib.sha256(data).hexdigest() and row["size"] == len(data)
+
+
 # -- naming ---------------------------------------------------------------------
 
 @pytest_twisted.inlineCallbacks
@@ -351,8 +381,10 @@ def test_only_the_owner_deletes_and_nothing_is_renamed_or_appended(world):
 def test_max_file_size_is_enforced_while_streaming(world):
     yield world.start_ftp(max_file_size=1000)
     name = yield world.session(store, "ok.bin", b"x" * 1000)
+    tripped = Tripped()
     reply = yield world.session(lambda ftp: refused(upload, ftp, "STOR big.bin", b"x" * 200_000))
     assert reply.startswith("552") and "1000-byte limit" in reply
+    assert tripped["max_file_size"] == 1
     assert world.visible() == [name] and world.partials() == []
     assert (yield world.rows()) == [name]
 
@@ -368,8 +400,10 @@ def test_quota_is_enforced_while_streaming_and_before(world):
         full = refused(ftp.sendcmd, "STOR d.bin")  # refused before any data
         return names, over, full
 
+    tripped = Tripped()
     names, over, full = yield world.session(fill)
     assert over.startswith("552") and full.startswith("552") and "quota" in full
+    assert tripped["user_quota"] == 2
     assert world.visible() == sorted(names) and world.partials() == []
     assert (yield world.rows()) == sorted(names)
     bobs = yield world.session(store, "bob.bin", b"x" * 3000, account=BOB)  # a quota each

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 
 from neochat.chat import files
 from neochat.chat.files import (
@@ -21,6 +21,7 @@ from neochat.chat.files import (
     stored_name,
 )
 from neochat.store import Database, dialect_from_url
+from neochat.store.database import MissingReference
 from neochat.store.files import FileStore
 from neochat.store.schema import upgrade
 from neochat.store.users import UserStore
@@ -117,6 +118,43 @@ async def test_upload_streams_then_appears_with_its_hash(library):
         assert stored.read() == b"x" * 600 + b"y" * 400
     assert await library.may_read("+86101", info.name)
     assert not await library.may_read("bob", info.name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_upload_is_hashed_while_it_streams(library):
+    library.limits = FileLimits(max_file_size=0, user_quota=0)
+    upload = await library.begin_upload("+86101", "big.bin")
+    expected = hashlib.sha256()
+    buffer = bytearray(64 * 1024)  # reused for every chunk, as a socket reader may do
+    for number in range(3 * files.INLINE_HASH_BYTES // len(buffer)):
+        buffer[:] = bytes([number % 251]) * len(buffer)
+        expected.update(buffer)
+        upload.write(buffer)
+    info = await upload.finish()
+    with library.open_for_reading(info.name) as stored:
+        assert hashlib.sha256(stored.read()).hexdigest() == info.sha256 == expected.hexdigest()
+    assert (await library.store.get(info.name))["sha256"] == info.sha256
+
+
+@pytest_twisted.ensureDeferred
+async def test_rows_added_together_share_a_transaction_and_a_bad_row_fails_alone(library, monkeypatch):
+    transactions = []
+    run = library.store.db.run
+    monkeypatch.setattr(library.store.db, "run", lambda f, *args: transactions.append(f.__name__) or run(f, *args))
+    rows = [dict(name=f"{owner}_1_{number}", owner=owner, original_name="a", size=1000, sha256="0" * 64,
+                 create_time=1) for number, owner in enumerate(["bob"] * 3 + ["ghost"])]
+    added = [library.store.add(row, quota=2500) for row in rows]  # in one reactor turn
+    results = await defer.DeferredList(added, consumeErrors=True)
+    # The quota lets two of bob's three rows in; the account that does not exist fails alone.
+    assert [result for ok, result in results[:3]] == [True, True, False]
+    assert not results[3][0] and results[3][1].check(MissingReference)
+    assert transactions == ["_add_many"] * 5  # all four together, then each alone after the failure
+    assert [row["name"] for row in await library.store.owned("bob")] == ["bob_1_0", "bob_1_1"]
+
+    transactions.clear()
+    added = [library.store.add(dict(row, owner="+86101", name=f"%2B86101_1_{n}")) for n, row in enumerate(rows)]
+    assert await defer.gatherResults(added) == [True] * 4
+    assert transactions == ["_add_many"]
 
 
 @pytest_twisted.ensureDeferred

@@ -111,6 +111,7 @@ def test_over_long_message_is_rejected_and_the_next_one_works(server):
 def test_client_vanishing_mid_line_loses_nothing_accepted(server):
     alice, bob = yield logged_in(server, "alice", "bob")
     yield bob.close()
+    yield server.offline("bob")  # else the messages may go to the closing connection
     accepted = b"".join(json.dumps(word("alice", "bob", f"complete {n}")).encode() for n in range(3))
     partial = json.dumps(word("alice", "bob", "cut off")).encode()[:30]
     alice.send_raw(accepted + partial)

@@ -8,7 +8,6 @@ import json
 import resource
 import socket
 import time
-from dataclasses import replace
 
 import psutil
 import pytest
@@ -18,32 +17,13 @@ from twisted.python import usage
 
 from bench.server import free_port, neochat
 from neochat.services.limits import Limits, raise_descriptor_limit, total_connections
-from neochat.services.root import build_service
 from neochat.tap import Options
 from neochat.wire.headers import HeaderDecoder, HeaderMessage, encode_message
 from tests.clients import BlockingJsonClient
-from tests.conftest import RunningServer
+from tests.conftest import Tripped
 
 MIB = 1024 * 1024
 SECOND_ADDRESS = "127.0.0.2"  # the loopback range: another address on this host (Linux)
-
-
-@pytest_twisted.async_yield_fixture
-async def serve(settings):
-    """``await serve(name=value, ...)``: a server with those limits changed."""
-    running = []
-
-    async def start(**limits):
-        settings.limits = replace(Limits(), **limits)
-        root = build_service(settings, reactor)
-        root.startService()
-        await root.ready
-        running.append(RunningServer(root))
-        return running[-1]
-
-    yield start
-    for server in running:
-        await server.stop()
 
 
 def connect(port, source="127.0.0.1"):
@@ -91,6 +71,7 @@ def still_served(server, dialect="json", name="other"):
 @pytest_twisted.ensureDeferred
 async def test_login_deadline_closes_connections_that_never_log_in(serve):
     server = await serve(login_timeout=1.0)
+    tripped = Tripped()
     silent = connect(server.port)
     json_started = connect(server.port)
     json_started.sendall(b'{"message_type": "ping"}\n{"message_type": "login"')  # a ping, then half a login
@@ -100,6 +81,7 @@ async def test_login_deadline_closes_connections_that_never_log_in(serve):
         b'{"message_type":"pong"}\n' + json_error("login timeout"))
     logged_in.send({"message_type": "ping"})  # logged in before the deadline: not closed
     assert (await logged_in.next("pong"))["message_type"] == "pong"
+    assert tripped["login_timeout"] == 2
     silent.close()
     json_started.close()
 
@@ -107,6 +89,7 @@ async def test_login_deadline_closes_connections_that_never_log_in(serve):
 @pytest_twisted.ensureDeferred
 async def test_idle_timeout_closes_a_silent_session_but_not_one_that_pings(serve, dialect):
     server = await serve(idle_timeout=1.0)
+    tripped = Tripped()
     silent, pinging = await server.logged_in("silent", "pinging", dialect=dialect)
     pings = 0
     while not silent.closed.called and pings < 100:  # the timeout is 1 s: at most 10 s
@@ -118,6 +101,7 @@ async def test_idle_timeout_closes_a_silent_session_but_not_one_that_pings(serve
     assert error.get("reason") == "idle timeout"
     assert silent.closed.called
     assert pings >= 5  # the pinging session outlived the silent one by far
+    assert tripped["idle_timeout"] == 1
     pinging.send({"message_type": "ping"})
     await pinging.next("pong")
 
@@ -127,6 +111,7 @@ async def test_idle_timeout_closes_a_silent_session_but_not_one_that_pings(serve
 @pytest_twisted.ensureDeferred
 async def test_frames_before_login_are_small_and_skipped_in_step(serve):
     server = await serve()
+    tripped = Tripped()
     header = await server.client("header")
     header.send({"message_type": "voice", "user_account": "x"}, b"v" * 9000)
     assert (await header.next("voice")) == {"message_type": "voice", "stat": "413",
@@ -151,12 +136,14 @@ async def test_frames_before_login_are_small_and_skipped_in_step(serve):
     await client.register_and_login("jo")
     client.send(padded_ping)  # after login, objects up to json_object are read
     assert (await client.next("pong")) == {"message_type": "pong"}
+    assert (tripped["frame_before_login"], tripped["header_frame"], tripped["json_object"]) == (2, 1, 0)
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_payload_too_long_to_skip_is_refused_by_closing(serve, settings):
     settings.ftp.max_file_size = 100_000
     server = await serve(header_body=64 * 1024)
+    tripped = Tripped()
     header, json_client = await server.logged_in("hana", dialect="header") + await server.logged_in("jo")
     header.send_raw(b"message_type: voice\nuser_account: hana\nfriends: jo\ncontent-length: 999999999\n\n")
     header.send_raw(b"v" * 100_000)
@@ -170,16 +157,19 @@ async def test_a_payload_too_long_to_skip_is_refused_by_closing(serve, settings)
                                               "reason": "file_length must be 0 to 100000"}
     await json_client.closed
     await still_served(server)
+    assert (tripped["header_body"], tripped["max_file_size"]) == (1, 1)
 
 
 @pytest_twisted.ensureDeferred
 async def test_too_much_data_before_login_closes_the_connection(serve):
     server = await serve(bytes_before_login=16 * 1024)
+    tripped = Tripped()
     sock = connect(server.port)
     request = encode_message({"message_type": "login", "user_account": "a", "user_password": "wrong"})
     await threads.deferToThread(send_quietly, sock, request * 1000)
     received = await threads.deferToThread(read_to_close, sock)
     assert received.endswith(header_error(413, "too much data before login"))
+    assert tripped["bytes_before_login"] == 1
     sock.close()
     await still_served(server)
 
@@ -229,6 +219,7 @@ async def test_twenty_connections_that_never_log_in_hold_little_memory(serve):
 @pytest_twisted.ensureDeferred
 async def test_a_flood_from_one_address_does_not_lock_out_another(serve):
     server = await serve(connections_per_address=3)
+    tripped = Tripped()
     held = [connect(server.port) for _ in range(3)]
     over = connect(server.port)
     over.sendall(b'{"message_type": "login", "username": "a", "password": "b"}')
@@ -236,6 +227,7 @@ async def test_a_flood_from_one_address_does_not_lock_out_another(serve):
     silent_over = connect(server.port)  # says nothing: answered in the header dialect after a grace second
     assert await threads.deferToThread(read_to_close, silent_over) == header_error(
         503, "too many connections from your address")
+    assert tripped["connections_per_address"] == 2
 
     other = await threads.deferToThread(connect, server.port, SECOND_ADDRESS)
     other.sendall(b"message_type: ping\n\n")
@@ -250,10 +242,12 @@ async def test_a_flood_from_one_address_does_not_lock_out_another(serve):
 @pytest_twisted.ensureDeferred
 async def test_the_total_cap_refuses_with_server_full(serve):
     server = await serve(connections_total=3, connections_per_address=0)
+    tripped = Tripped()
     held = [connect(server.port) for _ in range(3)]
     over = connect(server.port)
     over.sendall(b"message_type: login\n")
     assert await threads.deferToThread(read_to_close, over) == header_error(503, "server full")
+    assert tripped["connections_total"] == 1
     held.pop().close()
     await task.deferLater(reactor, 0.2, lambda: None)
     await still_served(server)
@@ -310,6 +304,7 @@ async def test_message_rate_pauses_a_fast_sender_and_drops_nothing(serve, dialec
     server = await serve(messages_per_second=10, message_burst=4)
     fast, = await server.logged_in("fast", dialect=dialect)
     await task.deferLater(reactor, 0.5, lambda: None)  # the bucket refills after the login
+    tripped = Tripped()
     started = time.monotonic()
     for _ in range(25):
         fast.send({"message_type": "ping"})
@@ -318,6 +313,7 @@ async def test_message_rate_pauses_a_fast_sender_and_drops_nothing(serve, dialec
         await fast.next("pong")
     # 4 at once, the other 21 at 10 per second: the bucket cannot run faster
     assert time.monotonic() - started >= 1.8
+    assert tripped["messages_per_second"] >= 1
     other.close()
 
 
@@ -326,6 +322,7 @@ async def test_byte_rate_pauses_a_fast_sender_and_drops_nothing(serve):
     server = await serve(bytes_per_second=32 * 1024, byte_burst=32 * 1024, messages_per_second=0)
     fast, = await server.logged_in("fast")
     await task.deferLater(reactor, 1.0, lambda: None)
+    tripped = Tripped()
     started = time.monotonic()
     for _ in range(8):
         fast.send({"message_type": "ping", "padding": "p" * 16 * 1024})
@@ -333,6 +330,7 @@ async def test_byte_rate_pauses_a_fast_sender_and_drops_nothing(serve):
         await fast.next("pong", timeout=30)
     # 128 KiB at 32 KiB/s with a 32 KiB burst
     assert time.monotonic() - started >= 2.5
+    assert tripped["bytes_per_second"] >= 1 and tripped["messages_per_second"] == 0
 
 
 # -- groups ---------------------------------------------------------------------------
@@ -340,6 +338,7 @@ async def test_byte_rate_pauses_a_fast_sender_and_drops_nothing(serve):
 @pytest_twisted.ensureDeferred
 async def test_group_size_limit_refuses_join_and_invite(serve, dialect):
     server = await serve(max_group_size=2)
+    tripped = Tripped()
     owner, joiner, late = await server.logged_in("owner", "joiner", "late", dialect=dialect)
     assert (await owner.op("group_create", group_id="g"))[0]
     assert (await joiner.op("group_join", group_id="g"))[0]
@@ -351,6 +350,7 @@ async def test_group_size_limit_refuses_join_and_invite(serve, dialect):
     assert not ok and reply["reason"] == "group full"
     assert (await joiner.op("group_leave", group_id="g"))[0]
     assert (await late.op("group_join", group_id="g"))[0]
+    assert tripped["max_group_size"] == 2
 
 
 # -- options ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from neochat.chat.hashing import HashPool, ServerBusy
 from neochat.chat.throttle import FailurePolicy, Throttle, ThrottleSettings, TooManyAttempts
 from neochat.services.root import build_service
 from neochat.tap import Options
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, Tripped
 
 PASSWORD = "secret"
 
@@ -163,8 +163,10 @@ async def test_failed_logins_lock_the_account_but_not_the_others(strict, dialect
         ok, reply = await login(client, dialect, "ann", "wrong")
         assert not ok and "wrong account or password" in str(reply)
     # The account must now wait, even with the right password.
+    tripped = Tripped()
     ok, reply = await login(client, dialect, "ann", PASSWORD)
     assert not ok and "too many attempts, retry in 1 s" in str(reply)
+    assert tripped["failed_logins_per_account"] == 1
     if dialect == "header":
         assert reply["stat"] == "429"
     assert (await login(client, dialect, "bob", PASSWORD))[0]
@@ -175,8 +177,10 @@ async def test_registrations_per_address_are_limited(strict, dialect):
     client = await strict.client(dialect)
     for number in range(3):
         assert (await register(client, dialect, f"user{number}"))[0]
+    tripped = Tripped()
     ok, reply = await register(client, dialect, "one-too-many")
     assert not ok and "too many attempts, retry in" in str(reply)
+    assert tripped["registrations_per_address"] == 1
     assert (await login(client, dialect, "user0", PASSWORD))[0]
 
 
@@ -208,8 +212,10 @@ def test_address_is_banned_after_twenty_failures_for_an_hour():
     throttle = Throttle(clock)
     for number in range(20):
         throttle.login_failed(f"name{number}", "10.0.0.1", "ftp")
+    tripped = Tripped()
     with pytest.raises(TooManyAttempts, match="retry in 3600 s"):
         throttle.check_login("someone", "10.0.0.1")
+    assert (tripped["failed_logins_per_address"], tripped["failed_logins_per_account"]) == (1, 0)
     throttle.check_login("someone", "10.0.0.2")
     clock.advance(3600)
     throttle.check_login("someone", "10.0.0.1")
@@ -221,8 +227,10 @@ async def test_hash_pool_queues_then_answers_busy_and_recovers():
     release = threading.Event()
     try:
         running = [pool.run(release.wait, 10), pool.run(lambda: "queued")]
+        tripped = Tripped()
         with pytest.raises(ServerBusy, match="server busy, retry"):
             pool.run(lambda: "refused")
+        assert tripped["hash_queue"] == 1
         release.set()
         assert (await running[1]) == "queued"
         assert (await pool.run(lambda: "again")) == "again"

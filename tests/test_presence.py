@@ -93,3 +93,52 @@ def test_a_lobby_message_to_many_is_encoded_once(server, monkeypatch):
     for client in clients[1:]:
         assert (yield client.next("word"))["content"] == "hello all"
     assert len([e for e in encoded if getattr(e, "content", None) == "hello all"]) == 1
+
+
+class SlowSession:
+    """A watching session whose every presence event costs ``cost`` seconds of ``timer``."""
+
+    def __init__(self, timer, cost):
+        self.presence_form = presence.DELTA
+        self.timer, self.cost, self.events = timer, cost, []
+
+    def presence(self, event):
+        self.timer.now += self.cost
+        self.events.append(event)
+
+
+class FakeTimer:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_flushes_space_out_when_telling_everyone_takes_long():
+    """Presence keeps a bounded share of the reactor: after a flush that took
+    1 s, the next waits SPACING seconds, not the 0.5 s interval."""
+    clock, timer = task.Clock(), FakeTimer()
+    online = []
+    router = type("Router", (), {"online_accounts": lambda self: online})()
+    tracker = presence.Presence(router, clock, interval=0.5, timer=timer)
+    sessions = [SlowSession(timer, cost=0.0) for _ in range(1024)]  # at least FULL_AT
+    for session in sessions:
+        tracker.watch(session)
+    clock.advance(0)  # the first flush: everyone gets the list, quickly
+    for session in sessions:
+        session.cost = 2.0 ** -10  # from now on a flush takes 1 s (exactly, in binary)
+    tracker.came_online("a")
+    clock.advance(0.5)
+    assert sessions[0].events[-1].joined == ("a",)  # told after the usual interval
+    tracker.came_online("b")
+    clock.advance(presence.SPACING - 0.5)
+    assert sessions[0].events[-1].joined == ("a",)  # held back: the last flush took 1 s
+    clock.advance(0.5)
+    assert sessions[0].events[-1].joined == ("b",)
+    for session in sessions:
+        session.cost = 0.0  # cheap again: back to the interval
+    tracker.came_online("c")
+    clock.advance(presence.SPACING)  # spaced after the slow flush of "b"
+    tracker.came_online("d")
+    clock.advance(0.5)
+    assert sessions[0].events[-1].joined == ("d",)

@@ -15,6 +15,7 @@ from twisted.internet import defer, threads
 from neochat.chat.files import FileLimits
 from neochat.services.header_dialect import HeaderDialect
 from neochat.wire.headers import BAD_LINE, HeaderDecoder
+from tests.conftest import Tripped
 
 README = Path(__file__).parent.parent / "README.md"
 SEED_UPLOAD = b"task_id: 1\nuser_account: +86101\ntime: 10012312312311\n\n0x00\n"
@@ -108,11 +109,13 @@ def test_upload_over_max_file_size_is_413_with_or_without_length(server):
     yield server.logged_in("+86101", dialect="header")
     sized = b"task_id: 1\nuser_account: +86101\ntime: 1\ncontent-length: 2000\n\n" + b"x" * 2000
     unsized = b"task_id: 2\nuser_account: +86101\ntime: 1\n\n" + b"y" * 2000
+    tripped = Tripped()
     messages = yield half_close(server, login_bytes("+86101") + sized + b"message_type: get_current_user\n\n"
                                 + unsized)
     uploads = [m for m in messages if "task_id" in m]
     assert [(m["task_id"], m["stat"]) for m in uploads] == [("1", "413"), ("2", "413")]
     assert all("1000-byte limit" in m["reason"] for m in uploads)
+    assert tripped["max_file_size"] == 2  # counted (neochat_limits_tripped_total) before a byte and midway
     assert replies(messages)[2]["message_type"] == "get_current_user"  # in step after the sized one
     assert list(server.chat.files.directory.glob("%2B86101_*")) == []
 

@@ -201,3 +201,45 @@ def test_history_scrolls_back_page_by_page(server, browser):
     erin.close()
     counts = yield browser.run(scroll_back, f"http://127.0.0.1:{server.http_port}")
     assert counts == (30, 35, True)
+
+
+def accepts_and_saves(browser, base_url):
+    page = new_page(browser, base_url)
+    register(page, "dave")
+    return page
+
+
+def offer_answered(browser, page):
+    page.wait_for_selector("#contacts li[data-key='u:carol'] .badge:text('2')")
+    page.click("#contacts li[data-key='u:carol']")
+    page.click("#message-list li.offer:has-text('refused.txt') button:text('Reject')")
+    page.wait_for_selector("#message-list li.offer:has-text('refused.txt') .note:text('rejected')")
+    page.evaluate("""() => {  // counts the renders that show a progress bar
+      window.progressShown = 0;
+      new MutationObserver(() => { window.progressShown += !!document.querySelector("#message-list progress"); })
+        .observe(document.getElementById("message-list"), { childList: true, subtree: true });
+    }""")
+    page.click("#message-list li.offer:has-text('report 报告.bin') button:text('Accept')")
+    save = page.wait_for_selector("#message-list li.offer:has-text('report 报告.bin') a.save")
+    screenshot(page, "in-band-offer")
+    with page.expect_download() as download:
+        save.click()
+    with open(download.value.path(), "rb") as file:
+        return download.value.suggested_filename, file.read(), page.evaluate("window.progressShown")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_browser_accepts_an_in_band_file_from_a_tcp_client(server, browser):
+    data = bytes(range(256)) * 1200  # 300 KiB: many binary messages, a visible progress bar
+    carol, = yield server.logged_in("carol", acks=True)
+    page = yield browser.run(accepts_and_saves, f"http://127.0.0.1:{server.http_port}")
+    for name, payload in (("refused.txt", b"no thanks"), ("report 报告.bin", data)):
+        carol.send({"message_type": "file", "send_user": "carol", "rece_user": "dave",
+                    "file_name": name, "file_length": len(payload)})
+        carol.send_raw(payload)
+        assert (yield carol.next("file", reply=True))["content"] == "success"
+    name, saved, progress_shown = yield browser.run(offer_answered, page)
+    assert name == "report 报告.bin" and saved == data
+    assert progress_shown >= 1
+    rejected = yield carol.next("reject")
+    assert (rejected["file_name"], rejected["rece_user"]) == ("refused.txt", "dave")

@@ -1,6 +1,7 @@
 """The WebSocket gateway and the HTTP file endpoints, without a browser:
 the same JSON dialect as the TCP port, the origin rule, tokens, read rights."""
 
+import base64
 import hashlib
 import json
 import socket
@@ -69,11 +70,13 @@ def test_bad_messages_get_errors_and_the_socket_keeps_working(server):
     assert (yield ws.next("error")) == {"message_type": "error", "content": "fail", "reason": "malformed JSON"}
     ws.send_text("[1, 2]")
     assert (yield ws.next("error"))["reason"].startswith("not a JSON object")
+    ws.send_text('{"message_type": "nonsense"}')
+    assert (yield ws.next("error"))["reason"] == "unknown message_type"
+    yield ws.register_and_login("alice")  # the next message is read as itself
     ws.send_text(json.dumps({"message_type": "word", "content": "x" * 70000}))
     assert (yield ws.next("error"))["reason"] == "message too long (limit 65536 bytes)"
     ws.send_text('{"message_type": "nonsense"}')
     assert (yield ws.next("error"))["reason"] == "unknown message_type"
-    yield ws.register_and_login("alice")  # the next message is read as itself
 
 
 @pytest_twisted.inlineCallbacks
@@ -243,6 +246,7 @@ def test_http_is_off_unless_asked_for():
 def test_an_oversized_message_closes_only_its_socket(server):
     big = yield WsClient.connect(server.http_port)
     other = yield WsClient.connect(server.http_port)
+    yield big.register_and_login("alice")  # before login, bytes_before_login closes it first
     big.send_text(json.dumps({"message_type": "word", "content": "x" * 300000}))
     yield big.closed
     assert big.close_code == 1009  # message too big
@@ -290,3 +294,18 @@ def test_a_socket_with_too_much_waiting_stops_being_read_until_it_drains(server)
         reply = yield flood.next("word", reply=True)
         assert reply["reason"].startswith("unknown group"), n
     assert connection.transport in reactor.getReaders()  # reading again
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_voice_clip_reaches_a_websocket_as_one_text_message(server):
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    bob, = yield server.logged_in("bob", dialect="header")
+    # Streamed from the spool in 64 KiB pieces; base64 in JSON, within the 256 KiB WebSocket message.
+    clip = bytes(range(256)) * 600 + b"end"
+    reply = yield bob.request({"message_type": "voice", "user_account": "bob", "friends": "alice"}, clip)
+    assert reply["stat"] == "200"
+    notice = yield ws.next("voice")
+    assert (notice["user_account"], base64.b64decode(notice["body"])) == ("bob", clip)
+    bob.send({"message_type": "text", "user_account": "bob", "friends": "alice", "text": "after"})
+    assert (yield ws.next("word"))["content"] == "after"

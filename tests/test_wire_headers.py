@@ -200,6 +200,15 @@ def test_a_streamed_body_with_length_ends_there_and_the_next_message_follows():
     assert decoder.feed(b"task_id: 2\ncontent-length: 0\n\n") == [BodyStart({"task_id": "2"}, 0), BodyEnd(True)]
 
 
+def test_a_streamed_body_is_held_to_its_limit_before_it_starts():
+    voice = lambda headers: headers.get("message_type") == "voice"  # noqa: E731
+    decoder = HeaderDecoder(streamed=voice, body_limit=lambda headers: 4 if voice(headers) else None)
+    assert decoder.feed(b"message_type: voice\ncontent-length: 5\n\nabcde" + NEXT) == [
+        HeaderError(413, "body too large", "voice"), NEXT_MESSAGE]
+    assert decoder.feed(b"message_type: voice\ncontent-length: 4\n\nabcd") == [
+        BodyStart({"message_type": "voice"}, 4), BodyChunk(b"abcd"), BodyEnd(True)]
+
+
 @pytest.mark.parametrize("length", [b"", b"content-length: 9\n"])
 def test_cut_ends_a_streamed_body_as_incomplete_and_reads_on(length):
     decoder = HeaderDecoder(streamed=upload)

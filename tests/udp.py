@@ -86,9 +86,9 @@ def port_is_free(number):
         return True
 
 
-async def wait_for(predicate):
-    for _ in range(200):
+async def wait_for(predicate, seconds=2):
+    for _ in range(int(seconds * 100)):
         if predicate():
             return
         await task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not reached in 2 s")
+    raise AssertionError(f"condition not reached in {seconds} s")

@@ -38,7 +38,7 @@ class Live:
     """The running server's parts the live verbs need."""
 
     chat: object  # neochat.chat.domain.Chat
-    connections: object  # the chat factory: .connections, each with .transport
+    connections: tuple  # services.listening.Connections of the message port and the WebSocket gateway
     calls: object  # callable: {"calls": n, ...relay counters}
     cluster: object = None  # a cluster node's ClusterRouter: online, kick and stats cover every node
 
@@ -176,17 +176,19 @@ class Administration:
             raise BadRequest(f"not an IP address or network: {target}") from None
 
     def _drop_banned(self, kind, target):
-        """Kick the banned account, or close every connection from the network."""
+        """Kick the banned account, or refuse every open connection, TCP or
+        WebSocket, from the network (403 address banned)."""
         if self.live is None:
             return 0
         if kind == ACCOUNT:
             return int(self._kick(target, "account banned"))
         admission = self.accounts.admission
         dropped = 0
-        for connection in list(self.live.connections.connections):
-            if admission.address_banned(connection.transport.getPeer().host):
-                connection.transport.loseConnection()
-                dropped += 1
+        for connections in self.live.connections:
+            for connection in connections:
+                if admission.address_banned(connection.transport.getPeer().host):
+                    connection.refuse(403, "address banned")
+                    dropped += 1
         return dropped
 
     @defer.inlineCallbacks
@@ -271,7 +273,8 @@ class Administration:
 
     def _live_counts_here(self):
         """This node's sessions, connections, calls and relay counters."""
-        counts = {"online": len(self._sessions_here()), "connections": len(self.live.connections.connections)}
+        counts = {"online": len(self._sessions_here()),
+                  "connections": sum(len(connections) for connections in self.live.connections)}
         counts.update(self.live.calls())
         return counts
 

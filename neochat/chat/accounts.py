@@ -53,7 +53,7 @@ class Accounts:
         if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
             raise BadRequest("bad password")
         if address is not None:
-            self.throttle.register(address)
+            yield self.throttle.register(address)
         hashed = yield self.pool.run(self.hasher.hash, password)
         created = yield self.users.create(account, hashed, now_ms(), profile)
         if not created:
@@ -85,7 +85,7 @@ class Accounts:
         """Raise unless the password (or the resume token) is right; throttled
         per account and per ``address``.  Returns a fresh resume token, or
         None without ``tokens``."""
-        self.throttle.check_login(account, address)
+        yield self.throttle.check_login(account, address)
         if token is not None and self.tokens is not None:
             stored = yield self.users.password_hash(account)
             if not self.tokens.valid(token, account, stored):
@@ -95,8 +95,8 @@ class Accounts:
         else:
             raise BadRequest("missing field: password")
         if stored is None:
-            self.throttle.login_failed(account, address, via)
+            yield self.throttle.login_failed(account, address, via)
             raise wrong_credentials()
         self.admission.check_account(account)  # a banned account is refused loudly
-        self.throttle.login_succeeded(account)
+        yield self.throttle.login_succeeded(account)
         return None if self.tokens is None else self.tokens.issue(account, stored)

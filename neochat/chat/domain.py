@@ -6,6 +6,7 @@ and delivered only once committed; a connection that falls behind is fed
 from the store (neochat/chat/session.py)."""
 
 import itertools
+import time
 import uuid
 
 from twisted.internet import defer
@@ -23,6 +24,7 @@ from neochat.chat.model import (
 from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
 from neochat.chat.profiles import Profiles, check_profile
 from neochat.chat.session import BEHIND_DEADLINE, Session
+from neochat.latency import Histogram
 from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 
 log = Logger()
@@ -34,7 +36,7 @@ HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
 class Chat:
-    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers,
+    def __init__(self, store, router, accounts, reactor, friends_only=False, *, calls, files, transfers, clips,
                  presence_interval=INTERVAL, behind_deadline=BEHIND_DEADLINE):
         self.store = store
         self.router = router
@@ -43,6 +45,7 @@ class Chat:
         self.calls = calls  # neochat.chat.calling.Calls
         self.files = files  # neochat.chat.files.FileLibrary
         self.transfers = transfers  # neochat.chat.transfers.Transfers
+        self.clips = clips  # neochat.chat.clips.VoiceSpool
         self.friends_only = friends_only
         self.friends = Friends(store, router)
         self.groups = Groups(store, router)
@@ -54,6 +57,8 @@ class Chat:
         self._client_ids = itertools.count()
         self._written = []  # (account, message id) to drop from pending
         self._flush_call = None
+        # From a message's arrival to its commit, and to its write to a live recipient
+        self.commit_latency, self.delivery_latency = Histogram(), Histogram()
 
     # -- sessions --------------------------------------------------------
 
@@ -262,6 +267,7 @@ class Chat:
         except ClientIdReused:
             raise Conflict("client_id reused")
         message.id, message.create_time = stored.id, stored.create_time
+        self.commit_latency.observe(time.monotonic() - message.arrived)
         return stored
 
     @defer.inlineCallbacks
@@ -328,7 +334,7 @@ class Chat:
             raise BadRequest("bad client_id")
         return ChatMessage(
             author=session.account, chat_type=chat_type, content=content,
-            client_id=client_id, **where,
+            client_id=client_id, arrived=time.monotonic(), **where,
         )
 
     def _share_files(self, message, **readers):

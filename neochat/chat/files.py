@@ -21,6 +21,8 @@ import re
 import tempfile
 import threading
 import unicodedata
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -42,6 +44,11 @@ MAX_EXTENSION_CHARS = 16  # kept when a long name is shortened
 PARTIAL_DIR = ".partial"
 DAY_MS = 24 * 3600 * 1000
 PURGE_BATCH = 500
+# The first bytes of an upload are hashed by the thread receiving them (handing
+# a small file to another thread costs more than hashing it); the rest go to the
+# library's hashing thread, so that receiving and hashing a large file overlap.
+INLINE_HASH_BYTES = 1024 * 1024
+MAX_HASH_BACKLOG = 4 * 1024 * 1024  # bytes of one upload waiting to be hashed
 
 DROPPED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # control, format, surrogate, separators
 # '<' and '>' would break <file> references; the rest trips Windows clients.
@@ -59,11 +66,15 @@ class UploadRefused(OSError):
 
 
 class FileTooLarge(UploadRefused):
+    limit = "max_file_size"  # its name in the metrics and logs (audit.limit_tripped)
+
     def __init__(self, limit):
         super().__init__(errno.EFBIG, f"file larger than the {limit}-byte limit")
 
 
 class QuotaExceeded(UploadRefused):
+    limit = "user_quota"
+
     def __init__(self, quota):
         super().__init__(errno.EDQUOT, f"files would exceed the {quota}-byte quota")
 
@@ -154,10 +165,13 @@ class Upload:
         self._limit = limit  # bytes; 0: none
         self._over_limit = over_limit  # the UploadRefused to raise past it
         self._hash = hashlib.sha256()
+        self._hashing = deque()  # (Future, size) of chunks given to the hashing thread
+        self._hash_backlog = 0
         descriptor, path = tempfile.mkstemp(dir=library.partial_directory)
         self._partial = Path(path)
         self._final = library.directory / name
         self._file = os.fdopen(descriptor, "wb")
+        self._linked = False  # the final name exists (removed again if the upload fails)
         self._state = "open"
 
     def write(self, chunk):
@@ -167,10 +181,25 @@ class Upload:
         if self._limit and self.size + len(chunk) > self._limit:
             self.refusal = self._over_limit
             self.abort()
+            self._library.refused(self.refusal, self.account)
             raise self.refusal
         self._file.write(chunk)
-        self._hash.update(chunk)
+        self._digest(chunk)
         self.size += len(chunk)
+
+    def _digest(self, chunk):
+        """Hash ``chunk`` here, or on the hashing thread (in order: it is
+        one thread), waiting only when too much waits for it already."""
+        if self.size < INLINE_HASH_BYTES and not self._hashing:
+            self._hash.update(chunk)
+            return
+        chunk = bytes(chunk)  # the caller may reuse its buffer
+        self._hashing.append((self._library.hasher.submit(self._hash.update, chunk), len(chunk)))
+        self._hash_backlog += len(chunk)
+        while self._hashing and (self._hashing[0][0].done() or self._hash_backlog > MAX_HASH_BACKLOG):
+            done, size = self._hashing.popleft()
+            done.result()
+            self._hash_backlog -= size
 
     @defer.inlineCallbacks
     def finish(self):
@@ -179,22 +208,19 @@ class Upload:
         if self._state != "open":
             raise self.refusal or ValueError(f"upload is {self._state}")
         self._state = "finishing"
-        linked = False
         try:
             yield self._library.in_thread(self._seal)
             info = FileInfo(self.name, self.size, self._hash.hexdigest())
-            os.link(self._partial, self._final)  # unlike rename, never replaces
-            linked = True
-            os.unlink(self._partial)
             stored = yield self._library.store.add(self._row(info), self._library.limits.user_quota)
             if not stored:
                 self.refusal = QuotaExceeded(self._library.limits.user_quota)
+                self._library.refused(self.refusal, self.account)
                 raise self.refusal
         except BaseException:
             self._state = "failed"
             self._file.close()
             _remove(self._partial)
-            if linked:
+            if self._linked:
                 _remove(self._final)
             raise
         finally:
@@ -213,9 +239,16 @@ class Upload:
         self._library.release_name(self.name)
 
     def _seal(self):
+        """Flush to disk and move into place, once hashed (a pool thread:
+        all of it may wait)."""
+        if self._hashing:
+            self._hashing[-1][0].result()  # the hashing thread works in order
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        os.link(self._partial, self._final)  # unlike rename, never replaces
+        self._linked = True
+        os.unlink(self._partial)
 
     def _row(self, info):
         return dict(
@@ -242,9 +275,14 @@ class FileLibrary:
         self.reactor = reactor
         self._reserved = set()  # names of uploads in progress
         self._lock = threading.Lock()  # _reserved is touched from two threads
+        self.hasher = ThreadPoolExecutor(1, "neochat-file-hash")  # see INLINE_HASH_BYTES
         self.partial_directory.mkdir(parents=True, exist_ok=True)
         for leftover in self.partial_directory.iterdir():  # uploads cut by a crash
             _remove(leftover)
+
+    def refused(self, refusal, account):
+        """Count and log an upload refused (any thread: FTP's writes too)."""
+        self.reactor.callFromThread(audit.limit_tripped, refusal.limit, None, account)
 
     def in_thread(self, function, *args):
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), function, *args)
@@ -261,7 +299,9 @@ class FileLibrary:
         if quota:
             left = quota - (yield self.store.used_bytes(account))
             if left <= 0:
-                raise QuotaExceeded(quota)
+                refusal = QuotaExceeded(quota)
+                self.refused(refusal, account)
+                raise refusal
             if not limit or left < limit:
                 limit, over_limit = left, QuotaExceeded(quota)
         name = self._reserve_name(account, original)

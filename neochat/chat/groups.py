@@ -10,6 +10,7 @@
 
 from twisted.internet import defer
 
+from neochat.chat import audit
 from neochat.chat.accounts import check_account_name
 from neochat.chat.errors import BadRequest, Conflict, Forbidden, NotFound
 from neochat.chat.model import Notice, now_ms
@@ -102,6 +103,7 @@ class Groups:
         if self.max_members:
             info = yield self.store.groups.info(group_id)
             if info is not None and info["member_count"] >= self.max_members:
+                audit.limit_tripped("max_group_size", None, by, group_id=group_id)
                 raise Forbidden("group full")
         try:
             added = yield self.store.groups.add_member(group_id, account, now_ms())

@@ -16,6 +16,7 @@ import threading
 from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
 
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 
 
@@ -65,6 +66,7 @@ class HashPool:
             self._trigger = self.reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
         with self._lock:
             if self._pending >= self.limit:
+                audit.limit_tripped("hash_queue", None)
                 raise ServerBusy()
             self._pending += 1
         return threads.deferToThreadPool(self.reactor, self._pool, self._job, function, args)

@@ -38,6 +38,9 @@ class ChatMessage:
     create_time: int = field(default_factory=now_ms)
     id: int = None
     wire: dict = field(default_factory=dict, compare=False, repr=False)
+    # time.monotonic() when this server took the request; None for a message
+    # read back from the store or from another node (not timed)
+    arrived: float = field(default=None, compare=False, repr=False)
 
     @property
     def queued(self):
@@ -113,7 +116,8 @@ class Kicked:
 class Notice:
     """A social event (friend request, group change, presence...).  Both
     dialects send it as ``message_type`` plus the same fields.  A ``body``
-    field holds raw bytes (a voice clip)."""
+    field holds raw bytes, or a voice clip's spool file (chat/clips.py),
+    which the dialect streams."""
 
     message_type: str
     fields: dict
@@ -121,5 +125,11 @@ class Notice:
 
     @property
     def size(self):
+        """Bytes of a raw body held in memory (a clip from another node)."""
         body = self.fields.get("body")
         return len(body) if isinstance(body, bytes) else 0
+
+    @property
+    def clip(self):
+        body = self.fields.get("body")
+        return None if body is None or isinstance(body, bytes) else body

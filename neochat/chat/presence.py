@@ -17,7 +17,15 @@ dialect encodes it once whatever the number of recipients:
 
 A session that is behind (paused, see session.py) keeps only "presence
 changed" and gets the current state when it catches up.
+
+Telling N sessions costs O(N) however many changes a flush carries, so with
+many online the flushes space out: the next one waits at least SPACING times
+as long as the last took (its queued writes cost about as much again when
+the reactor sends them), and presence keeps a bounded share of the reactor
+however many are online, instead of starving logins and messages.
 """
+
+import time
 
 from neochat.chat.model import OnlineUsers, PresenceChange, UserLeft
 
@@ -25,13 +33,16 @@ FULL, DELTA, FRIENDS = "full", "delta", "friends"
 FORMS = (FULL, DELTA, FRIENDS)
 INTERVAL = 0.5  # seconds between two flushes, so between two full lists
 FULL_AT = 1000  # watching sessions from which the whole interval applies
+SPACING = 8  # the wait after a flush, in multiples of the flush's own time
 
 
 class Presence:
-    def __init__(self, router, reactor, interval=INTERVAL):
+    def __init__(self, router, reactor, interval=INTERVAL, timer=time.perf_counter):
         self.router = router
         self.reactor = reactor
         self.interval = interval
+        self.timer = timer  # measures how long a flush takes
+        self._flush_took = 0.0
         self._watchers = {FULL: set(), DELTA: set()}
         self._new = set()  # watchers that have not had the state yet
         self._joined, self._left = set(), set()
@@ -65,9 +76,10 @@ class Presence:
 
     def current_interval(self):
         """The full interval from FULL_AT watching sessions on; less below,
-        where a full list is cheap and clients expect it at once."""
+        where a full list is cheap and clients expect it at once; and at
+        least SPACING times the last flush's time."""
         watching = len(self._watchers[FULL]) + len(self._watchers[DELTA])
-        return self.interval * min(1.0, watching / FULL_AT)
+        return max(self.interval * min(1.0, watching / FULL_AT), SPACING * self._flush_took)
 
     def current(self, session):
         """The whole state in ``session``'s form (after a pause)."""
@@ -94,7 +106,12 @@ class Presence:
 
     def flush(self):
         self._call = None
+        started = self.timer()
+        self._tell_changes()
+        self._flush_took = self.timer() - started
         self._last_flush = self.reactor.seconds()
+
+    def _tell_changes(self):
         joined, left = tuple(sorted(self._joined)), tuple(sorted(self._left))
         self._joined, self._left = set(), set()
         new, self._new = self._new, set()

@@ -5,24 +5,27 @@ only while the connection keeps up.  When the connection's transport says it
 is behind (``pause``), queued messages (private and group) are no longer
 written: they stay in the account's pending queue and are replayed from the
 store when it drains (``resume``), through the same path as a login.  Other
-events wait in a small bounded queue; presence keeps only its latest state;
-a voice clip is refused to its sender.  A session behind for longer than the
-deadline is dropped: it loses nothing stored, and its next login replays it.
+events wait in a small bounded queue; presence keeps only its latest state.
+A voice clip from this node waits in the voice spool (chat/clips.py, which
+bounds it), and the session that lets go of one (written, dropped, or its
+connection gone) discards its file; a clip from another node, whose bytes
+are in memory, is refused while behind (RecipientNotReading).  A session
+behind for longer than the deadline is dropped: it loses nothing stored,
+and its next login replays it.
 """
 
+import time
 from collections import deque
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.model import ChatMessage, Notice
 from neochat.chat.presence import FULL
 
-log = Logger()
-
 MAX_QUEUED_EVENTS = 1000  # unstored events waiting while behind or replaying
-MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips
+MAX_QUEUED_BYTES = 1024 * 1024  # of which bytes of voice clips from other nodes
 BEHIND_DEADLINE = 60.0  # seconds a connection may stay behind before it is dropped
 
 
@@ -75,9 +78,11 @@ class Session:
     # -- from the router ---------------------------------------------------
 
     def push(self, event):
-        """A live event.  Raises RecipientNotReading for a voice clip that
-        cannot be written now."""
+        """A live event: written now, or, while the connection is not
+        writable, stored messages are replayed later and others wait.
+        Raises RecipientNotReading for a clip in memory that cannot wait."""
         if self.closed:
+            _let_go(event)
             return
         if self.writable:
             self.write(event)
@@ -88,7 +93,9 @@ class Session:
         ):
             raise RecipientNotReading()
         elif len(self._queued) >= MAX_QUEUED_EVENTS:
-            log.info("dropping {account}: too far behind", account=self.account)
+            audit.slow_client_dropped(self.account, self.peer_host, "queued_events",
+                                      f"{MAX_QUEUED_EVENTS} events waiting")
+            _let_go(event)
             self.drop()
         else:
             self._queued.append(event)
@@ -98,8 +105,8 @@ class Session:
         """A presence event: only the latest state matters while behind."""
         if self.closed:
             return
-        if self.paused or self.replaying:
-            self._presence_due = True  # the current state goes after the replay
+        if not self.writable:
+            self._presence_due = True  # the current state goes after the replay (or the file)
         else:
             self.sink.send_event(event)
 
@@ -110,17 +117,20 @@ class Session:
 
     def write(self, event):
         self.sink.send_event(event)
-        if isinstance(event, ChatMessage) and event.queued and event.author != self.account:
-            self.last_id = max(self.last_id, event.id)
-            self.chat.written(self, event)
+        if isinstance(event, ChatMessage) and event.author != self.account:
+            if event.arrived is not None:
+                self.chat.delivery_latency.observe(time.monotonic() - event.arrived)
+            if event.queued:
+                self.last_id = max(self.last_id, event.id)
+                self.chat.written(self, event)
 
     def catch_up(self):
         """After a replay: what waited meanwhile, unless behind again."""
-        while self._queued and not self.paused and not self.closed:
+        while self._queued and self.writable:  # a clip written holds the connection
             event = self._queued.popleft()
             self._queued_bytes -= event.size if isinstance(event, Notice) else 0
             self.write(event)
-        if self._presence_due and not self.paused and not self.closed:
+        if self._presence_due and self.writable:
             self._presence_due = False
             self.sink.send_event(self.chat.presence.current(self))
 
@@ -160,7 +170,8 @@ class Session:
 
     def _too_slow(self):
         self._deadline = None
-        log.info("dropping {account}: behind for {s} s", account=self.account, s=self.chat.behind_deadline)
+        audit.slow_client_dropped(self.account, self.peer_host, "behind_deadline",
+                                  f"behind for {self.chat.behind_deadline} s")
         self.drop()
 
     def drop(self):
@@ -170,11 +181,23 @@ class Session:
     def closing(self):
         """The connection is gone: let go of what waited."""
         self.closed = True
-        self._queued.clear()
+        while self._queued:
+            _let_go(self._queued.popleft())
         self._queued_bytes = 0
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+
+
+def _clip_of(event):
+    return event.clip if isinstance(event, Notice) else None
+
+
+def _let_go(event):
+    """An event that will not be written: its clip's file goes."""
+    clip = _clip_of(event)
+    if clip is not None:
+        clip.discard()
 
 
 class Turn:

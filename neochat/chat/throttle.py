@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.overrides import override
 
@@ -54,6 +55,10 @@ class ThrottleSettings:
     registrations_per_address: int = 5
     registration_window: float = 60 * 60
     max_entries: int = 10_000  # per table
+    # A cluster node (neochat/cluster/throttle.py) counts alone while Redis takes longer
+    # than this (seconds) or has this many commands unanswered.
+    shared_timeout: float = 1.0
+    shared_waiting: int = 1000
 
     def override(self, name, text):
         """A copy with one setting changed: ``registrations_per_address``,
@@ -121,7 +126,9 @@ class FailureCounter:
 
 
 class Throttle:
-    """What the Accounts consult before and after each login and registration."""
+    """What the Accounts consult before and after each login and registration,
+    counting in this process.  The Accounts wait on what its methods return
+    (None here; a Deferred from the cluster's, neochat/cluster/throttle.py)."""
 
     def __init__(self, clock, settings=None):
         self.clock = clock
@@ -134,25 +141,30 @@ class Throttle:
     def check_login(self, account, address):
         """Raise TooManyAttempts while the account or the address must wait."""
         now = self.clock.seconds()
-        wait = max(self.accounts.wait(account, now), self.addresses.wait(address, now))
-        if wait > 0:
-            raise TooManyAttempts(wait)
+        by_account, by_address = self.accounts.wait(account, now), self.addresses.wait(address, now)
+        if by_account or by_address:
+            limit = "failed_logins_per_account" if by_account >= by_address else "failed_logins_per_address"
+            audit.limit_tripped(limit, address, account)
+            raise TooManyAttempts(max(by_account, by_address))
 
     def login_failed(self, account, address, via):
         now = self.clock.seconds()
-        by_account = self.accounts.fail(account, now)
-        by_address = self.addresses.fail(address, now)
+        by_account, by_address = self.accounts.fail(account, now), self.addresses.fail(address, now)
+        self.report_failure(account, address, via, by_account, by_address)
+
+    def report_failure(self, account, address, via, by_account, by_address):
+        """Log a failed login with its counts, and a lockout it starts."""
         log.info(
             "failed login for {account} from {address} via {via}"
             " ({account_failures} for the account, {address_failures} from the address)",
             account=account, address=address, via=via,
             account_failures=by_account, address_failures=by_address,
         )
-        for counter, key, count, what in ((self.accounts, account, by_account, "account"),
-                                          (self.addresses, address, by_address, "address")):
-            if count == counter.policy.lock_after:
+        for policy, key, count, what in ((self.settings.account, account, by_account, "account"),
+                                         (self.settings.address, address, by_address, "address")):
+            if count == policy.lock_after:
                 log.warn("{what} {key} locked out for {seconds:.0f} s after {count} failed logins",
-                         what=what, key=key, seconds=counter.policy.lock_seconds, count=count)
+                         what=what, key=key, seconds=policy.lock_seconds, count=count)
 
     def login_succeeded(self, account):
         self.accounts.forget(account)
@@ -164,6 +176,7 @@ class Throttle:
         if row is None:
             row = [now, 0]  # the window starts with the first registration
         if self.settings.registrations_per_address and row[1] >= self.settings.registrations_per_address:
+            audit.limit_tripped("registrations_per_address", address)
             raise TooManyAttempts(row[0] + self.settings.registration_window - now)
         row[1] += 1
         self.registrations.put(address, row, now)

@@ -75,7 +75,9 @@ class Transfers:
         limit = self.library.limits.max_file_size
         try:
             if length is not None and limit and length > limit:
-                raise FileTooLarge(limit)
+                refusal = FileTooLarge(limit)
+                self.library.refused(refusal, session.account)
+                raise refusal
             return (yield self.library.begin_upload(session.account, file_name))
         except UploadRefused as refused:
             raise ChatError(str(refused), stat=413)

@@ -49,6 +49,10 @@ class Redis:
         self._subscriber = _SubscriberFactory(owner)
         self._subscriber.startConnecting(HostnameEndpoint(reactor, host, port))
 
+    def connected(self):
+        """Whether commands go out now (else they wait for the reconnection)."""
+        return self.commands._factory.size > 0
+
     def connections(self):
         """The live protocol instances (tests kill them from the server side)."""
         return list(self.commands._factory.pool) + list(self._subscriber.pool)

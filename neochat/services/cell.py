@@ -20,14 +20,18 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
 from neochat.chat.calls import P2P, RELAY, CallError, CallLimits, CallRegistry
 from neochat.services.relay import CellPortProtocol, MediaRelay, RelayPortProtocol
 
 MAX_UDP = 65535  # read whole datagrams so oversize ones are seen and dropped, not truncated
 ANY_INTERFACE = ("", "0.0.0.0", "::")
-RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes; the kernel's default (208 KiB) overflows at a few hundred calls
+# Bytes of SO_RCVBUF and SO_SNDBUF: the kernel's default (208 KiB) overflows at a
+# few hundred calls.  Linux caps it at net.core.rmem_max / wmem_max.
+UDP_BUFFER = 4 * 1024 * 1024
 _random = random.SystemRandom()
+log = Logger()
 
 
 class PortRange:
@@ -68,7 +72,7 @@ class CellService(service.Service):
 
     def __init__(self, calls=None, interface="0.0.0.0", port=10010, relay_ports=(40000, 40999),
                  client_ports=(41000, 41999), advertised_ip=None, mode=RELAY, reactor=None,
-                 receive_buffer=RECEIVE_BUFFER):
+                 udp_buffer=UDP_BUFFER):
         if reactor is None:
             from twisted.internet import reactor
         if mode not in (RELAY, P2P):
@@ -85,7 +89,7 @@ class CellService(service.Service):
             raise ValueError("client ports must be real port numbers")
         self.advertised_ip = advertised_ip or interface
         self.mode = mode
-        self.receive_buffer = receive_buffer
+        self.udp_buffer = udp_buffer
         self.relay = MediaRelay(self.registry.clock)
         self.cell_port = None
         self._relay_in_use = set()
@@ -96,6 +100,12 @@ class CellService(service.Service):
         super().startService()
         protocol = CellPortProtocol(self.registry, self.relay)
         self.cell_port = self._listen(self.port_number, protocol)
+        sizes = self.buffer_sizes()
+        log.info("cell port buffers: receive {receive} bytes, send {send} bytes (asked {asked})",
+                 asked=self.udp_buffer, **sizes)
+        if self.udp_buffer and min(sizes.values()) < self.udp_buffer:
+            log.warn("the kernel capped the UDP buffers below --udp-buffer: raise net.core.rmem_max "
+                     "and net.core.wmem_max to get more (docs/protocol.md, Calls)")
 
     def stopService(self):
         super().stopService()
@@ -147,6 +157,13 @@ class CellService(service.Service):
             other_ip, other_port = leg.peer.advertised
         return {"other_ip": other_ip, "other_port": other_port, "your_ip": leg.ip, "your_port": leg.client_port}
 
+    def buffer_sizes(self):
+        """What the kernel gave the cell port: {"receive": bytes, "send": bytes}.
+        Linux reports twice the size asked (it counts its bookkeeping), within its cap."""
+        sock = self.cell_port.socket
+        return {"receive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+                "send": sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
+
     def cell_address(self):
         """Where parties send keyed media: the advertised IP and the cell port."""
         return self.advertised_ip, self.cell_port.getHost().port
@@ -181,11 +198,11 @@ class CellService(service.Service):
         raise CallError("server_full")
 
     def _listen(self, number, protocol):
-        """A UDP port with a receive buffer big enough for bursts (the kernel
-        caps it at net.core.rmem_max)."""
+        """A UDP port with buffers big enough for bursts."""
         port = self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
-        if self.receive_buffer:
-            port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        if self.udp_buffer:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                port.socket.setsockopt(socket.SOL_SOCKET, option, self.udp_buffer)
         return port
 
     def _release_client_port(self, ip, number):

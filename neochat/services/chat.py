@@ -4,15 +4,14 @@
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from neochat.services.header_dialect import HeaderDialect
 from neochat.services.json_dialect import JsonDialect
+from neochat.services.keeper import LimitKeeper
 from neochat.services.listening import Connections, ListeningService
 from neochat.services.limits import (
-    ConnectionCounter, Limits, Pacer, error_frame, raise_descriptor_limit, set_frame_limits,
-    total_connections,
+    ConnectionCounter, Limits, error_frame, raise_descriptor_limit, total_connections,
 )
 from neochat.wire.json_stream import BOM
 
@@ -22,44 +21,28 @@ REFUSALS_WAITING = 64  # refused connections given that grace at once; the rest 
 
 
 @implementer(IHalfCloseableProtocol)
-class ChatProtocol(Protocol, TimeoutMixin):
+class ChatProtocol(Protocol):
     """Picks the dialect from the first non-blank byte: ``{`` means JSON.
 
     A client that half-closes (``nc -q1``) still gets every reply: what it
     sent in full runs, and the connection closes after the last answer.
-
-    Until the session logs in, the connection has ``login_timeout`` seconds,
-    ``bytes_before_login`` bytes and small frames; after, ``idle_timeout``
-    seconds between bytes and the full frame sizes.
+    Its limits are kept by a ``LimitKeeper`` (``services/keeper.py``).
     """
 
     def __init__(self, factory, address):
         self.factory = factory
-        self.limits = factory.limits
         self.address = address
-        self.callLater = factory.clock.callLater  # for TimeoutMixin
         self.dialect = None
-        self.pacer = None
+        self.keeper = None
         self._early = b""
-        self._logged_in = False
-        self._before_login = 0  # bytes received before login
-        self._refused = False  # refused or closed: the limits are done
 
     def connectionMade(self):
         self.factory.connections.add(self)
-        self.setTimeout(self.limits.login_timeout or None)
+        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused, self.address)
 
     def dataReceived(self, data):
-        if self._refused:
+        if not self.keeper.received(len(data)):
             return
-        self._notice_login()  # the login reply may precede the end of the login request
-        if self._logged_in:
-            self.resetTimeout()
-        else:
-            self._before_login += len(data)
-            if self.limits.bytes_before_login and self._before_login > self.limits.bytes_before_login:
-                self.refuse(413, "too much data before login")
-                return
         if self.dialect is None:
             data = (self._early + data).lstrip(WHITESPACE)
             self._early = b""
@@ -69,52 +52,20 @@ class ChatProtocol(Protocol, TimeoutMixin):
                 self._early = data
                 return
             self._start_dialect(data[:1])
-        if self.pacer is not None:
-            self.pacer.received(len(data))
         self.dialect.data_received(data)
 
     def _start_dialect(self, first_byte):
         self.dialect = self.factory.dialect_for(first_byte)(
             self.transport, self.factory.chat, self.transport.getPeer().host
         )
-        set_frame_limits(self.dialect.decoder, self.limits, logged_in=False)
-        if self.limits.messages_per_second or self.limits.bytes_per_second:
-            self.pacer = Pacer(self.limits, self.factory.clock)
-            self.pacer.wake = self.dialect.resume
-        self.dialect.watch(self)
-
-    # -- the dialect's watcher ---------------------------------------------
-
-    def ready(self):
-        return self.pacer is None or self.pacer.ready()
-
-    def took(self, item):
-        if self.pacer is not None:
-            self.pacer.took(item)
-
-    def pumped(self):
-        self._notice_login()
-
-    def _notice_login(self):
-        """Once the session has logged in, the after-login limits apply."""
-        if self._logged_in or self._refused or self.dialect is None or not self.dialect.session.logged_in:
-            return
-        self._logged_in = True
-        set_frame_limits(self.dialect.decoder, self.limits, logged_in=True)
-        self.setTimeout(self.limits.idle_timeout or None)
-
-    def timeoutConnection(self):
-        was_logged_in = self._logged_in
-        self._notice_login()
-        if self._logged_in and not was_logged_in:
-            return  # logged in since the last byte: the idle clock runs now
-        self.refuse(408, "idle timeout" if self._logged_in else "login timeout")
+        self.keeper.attach(self.dialect)
 
     def refuse(self, stat, reason):
         """One error line in the connection's dialect (the header dialect if
         it has sent nothing yet), then close."""
-        self._refused = True
-        self.setTimeout(None)
+        self.keeper.refuse(stat, reason)
+
+    def _refused(self, stat, reason):
         self.transport.write(error_frame(isinstance(self.dialect, JsonDialect), stat, reason))
         self.transport.loseConnection()
 
@@ -129,10 +80,7 @@ class ChatProtocol(Protocol, TimeoutMixin):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
-        self._refused = True  # nothing more to limit
-        self.setTimeout(None)
-        if self.pacer is not None:
-            self.pacer.stop()
+        self.keeper.stop()  # nothing more to limit
         self.factory.counter.release(self.address)
         if self.dialect is not None:
             self.dialect.connection_lost()

@@ -17,7 +17,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from neochat.chat import audit
 from neochat.chat.errors import BadRequest, ChatError
+from neochat.services.voice import stream_clip
 from neochat.store.database import DatabaseUnavailable
 
 log = Logger()
@@ -54,6 +56,7 @@ class Dialect:
         self._next = None  # the next request, decoded, waiting its turn
         self._paused = False  # reading
         self._behind = False  # writing
+        self._lent = False  # a file or clip is being written: nothing else is
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
@@ -86,10 +89,21 @@ class Dialect:
     def encode_event(self, event):
         raise NotImplementedError
 
+    def clip_framing(self, event):
+        """How a voice clip notice goes out: (head, tail, encoder of the clip's
+        file or None), the clip's bytes between head and tail."""
+        raise NotImplementedError
+
     # -- the session's sink ----------------------------------------------
 
     def send_event(self, event):
-        """Encoded once per dialect, however many sessions it goes to."""
+        """Encoded once per dialect, however many sessions it goes to; a
+        voice clip streamed from its file."""
+        clip = getattr(event, "clip", None)
+        if clip is not None:
+            stream_clip(self, clip, *self.clip_framing(event)).addErrback(
+                lambda failure: log.failure("sending a voice clip", failure))
+            return
         data = event.wire.get(type(self))
         if data is None:
             data = event.wire[type(self)] = self.encode_event(event)
@@ -97,6 +111,13 @@ class Dialect:
 
     def close(self):
         self.transport.loseConnection()
+
+    def frame_refused(self, limit):
+        """A request over its size ``limit`` was refused; before login every
+        frame is held to ``frame_before_login`` instead."""
+        session = self.session
+        audit.limit_tripped(limit if session.logged_in else "frame_before_login", session.peer_host,
+                            session.account)
 
     def abort(self):
         self.transport.abortConnection()
@@ -120,14 +141,18 @@ class Dialect:
 
     def lend_transport(self):
         """Somebody else (a file being sent) produces for the transport
-        until ``take_back_transport``; live events wait meanwhile."""
+        until ``take_back_transport``; live events, replies and requests wait meanwhile."""
+        self._lent = True
         self.session.hold()
         self.transport.unregisterProducer()
 
     def take_back_transport(self):
         self.transport.unregisterProducer()  # a sender cut off short leaves itself there
         self.transport.registerProducer(self, True)
+        self._lent = False
         self.session.release()
+        self._answer()
+        self._pump()
 
     # -- the pump --------------------------------------------------------
 
@@ -167,7 +192,7 @@ class Dialect:
 
     def _pump(self):
         # A client that does not read its replies gets no more of them.
-        while not self._behind and not self._ended:
+        while not self._behind and not self._ended and not self._lent:
             if self._next is None:
                 if not self._watcher.ready():
                     break
@@ -241,8 +266,9 @@ class Dialect:
         self._pump()
 
     def _answer(self):
-        """Replies go out in the order the requests came."""
-        while self._in_flight and self._in_flight[0].finished:
+        """Replies go out in the order the requests came (none while the
+        connection is lent: they wait for the file or clip)."""
+        while self._in_flight and self._in_flight[0].finished and not self._lent:
             slot = self._in_flight.popleft()
             if isinstance(slot.outcome, Failure):
                 self._write_failure(slot.request, slot.outcome)

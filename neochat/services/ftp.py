@@ -7,6 +7,7 @@ names the stored file.  docs/files.md describes the behaviour in full.
 
 import logging
 import queue
+import socket
 import threading
 from dataclasses import dataclass
 
@@ -75,6 +76,64 @@ def route_pyftpdlib_logging(reactor):
         pyftpdlib_logger.propagate = False
 
 
+class Mailbox:
+    """Callables the reactor hands to the FTP thread.  ``put`` (any thread)
+    queues one and wakes the FTP loop through a socket pair, so an answer is
+    run at once, not at the loop's next timeout.  The loop sees this object
+    as one more channel (pyftpdlib's IOLoop only needs these methods).
+    Once the loop has closed it, answers are dropped: their sessions are gone
+    (and ``.partial/`` is emptied at the next start)."""
+
+    def __init__(self, ioloop):
+        self._queue = queue.SimpleQueue()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
+        self._fileno = self._wake_in.fileno()
+        ioloop.register(self._fileno, self, ioloop.READ)
+
+    def put(self, answer):
+        self._queue.put(answer)
+        try:
+            self._wake_out.send(b"!")
+        except BlockingIOError:  # the pair is full of wake-ups already
+            pass
+        except OSError:  # closed: the FTP thread is gone
+            pass
+
+    def readable(self):
+        return True
+
+    def writable(self):
+        return False
+
+    def handle_read_event(self):
+        try:
+            while self._wake_in.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                answer = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                answer()
+            except Exception:  # one session's failure; the next answers still run
+                logging.getLogger("pyftpdlib").exception("FTP answer failed")
+
+    def handle_error(self):
+        logging.getLogger("pyftpdlib").exception("FTP mailbox failed")
+
+    def handle_close(self):
+        pass
+
+    def close(self):
+        self._wake_in.close()
+        self._wake_out.close()
+
+
 class FTPService(service.Service):
     """Serves ``library`` to ``accounts`` over FTP (FTPS with a certificate).
 
@@ -92,7 +151,6 @@ class FTPService(service.Service):
         self.server = None
         self._stopping = None
         self._stopped = None
-        self._answers = None
 
     @property
     def address(self):
@@ -101,9 +159,9 @@ class FTPService(service.Service):
 
     def startService(self):
         route_pyftpdlib_logging(self.reactor)
-        self._answers = queue.SimpleQueue()
-        handler = handler_class(self.library, self.accounts, self.settings, self.reactor, self._answers)
-        self.server = FTPServer((self.settings.interface, self.settings.port), handler, ioloop=IOLoop())
+        ioloop = IOLoop()
+        handler = handler_class(self.library, self.accounts, self.settings, self.reactor, Mailbox(ioloop))
+        self.server = FTPServer((self.settings.interface, self.settings.port), handler, ioloop=ioloop)
         self._stopping = threading.Event()
         self._stopped = defer.Deferred()
         threading.Thread(target=self._serve, name="neochat-ftp", daemon=True).start()
@@ -116,21 +174,11 @@ class FTPService(service.Service):
                 # What serve_forever(timeout, blocking=False, handle_exit=False)
                 # does, without its "starting" log line on every pass.
                 self.server.ioloop.loop(POLL_SECONDS, blocking=False)
-                self._run_answers()
         except Exception:
             logging.getLogger("pyftpdlib").exception("FTP server loop failed")
         finally:
             self.server.close_all()
             self.reactor.callFromThread(self._stopped.callback, None)
-
-    def _run_answers(self):
-        """Replies the reactor sent back (password checks), on this thread."""
-        while True:
-            try:
-                answer = self._answers.get_nowait()
-            except queue.Empty:
-                return
-            answer()
 
     def stopService(self):
         """Close every FTP connection (uploads in progress are dropped).

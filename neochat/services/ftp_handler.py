@@ -2,11 +2,13 @@
 directory per user, uploads that end with the stored name.
 
 All of this runs on the FTP thread.  What needs the database goes to the
-reactor through ``handler.ask`` (``blockingCallFromThread``): read rights,
-listings, starting and finishing an upload, deleting.  The password check
-alone may take long (argon2, the throttle's queue), so PASS does not wait
-for it: the session stops reading, the reactor checks, and the answer comes
-back through the service's ``answers`` queue, which the FTP loop drains.
+reactor.  Quick reads (read rights, listings, deleting) wait for it through
+``handler.ask`` (``blockingCallFromThread``).  What may take long does not
+block the FTP thread: the password check (argon2, the throttle's queue),
+starting an upload (the quota query) and finishing one (fsync and the row's
+commit).  For those, ``ask_later`` stops reading that session's commands,
+the reactor does the work, and the answer comes back through the service's
+mailbox, which the FTP loop runs; other sessions carry on meanwhile.
 """
 
 import os
@@ -164,11 +166,32 @@ class NeoChatHandler:
     library = None
     accounts = None
     reactor = None
-    answers = None  # queue.SimpleQueue of callables the FTP loop runs
+    answers = None  # the service's Mailbox: callables the FTP loop runs
 
     def ask(self, function, *args):
         """Run ``function(*args)`` on the reactor; wait for its result."""
         return threads.blockingCallFromThread(self.reactor, function, *args)
+
+    def ask_later(self, function, args, then, orphaned=None):
+        """Run ``function(*args)`` on the reactor without waiting: this
+        session reads no command until ``then(result)`` runs on the FTP
+        thread (``result`` a Failure if it failed).  If the session closed
+        meanwhile, ``orphaned(result)`` runs instead, when given."""
+        self.del_channel()
+
+        def answered(result):
+            if self._closed:
+                if orphaned is not None:
+                    orphaned(result)
+                return
+            self.add_channel()
+            then(result)
+
+        def on_reactor():
+            defer.maybeDeferred(function, *args).addBoth(
+                lambda result: self.answers.put(lambda: answered(result)))
+
+        self.reactor.callFromThread(on_reactor)
 
     def ftp_PASS(self, line):
         if self.authenticated:
@@ -177,22 +200,18 @@ class NeoChatHandler:
         if not self.username:
             self.respond("503 Login with USER first.")
             return
-        self.del_channel()  # read nothing more until the check is answered
-        self.reactor.callFromThread(self._check_password, self.username, line)
+        username = self.username
+        self.ask_later(self._check_password, (username, line),
+                       lambda result: self._password_checked(username, line, result))
 
     def _check_password(self, username, password):
         """On the reactor: the same check, and throttle, as chat logins."""
         if self.accounts.admission.address_banned(self.remote_ip):
-            checked = defer.fail(Forbidden("address banned"))
-        else:
-            checked = self.accounts.authenticate(username, password, self.remote_ip, via="ftp")
-        checked.addBoth(lambda result: self.answers.put(lambda: self._password_checked(username, password, result)))
+            raise Forbidden("address banned")
+        return self.accounts.authenticate(username, password, self.remote_ip, via="ftp")
 
     def _password_checked(self, username, password, result):
         """Back on the FTP thread with the check's result (a Failure if refused)."""
-        if self._closed:
-            return
-        self.add_channel()
         if not isinstance(result, Failure):
             self.handle_auth_success(self.authorizer.get_home_dir(username), password,
                                      self.authorizer.get_msg_login(username))
@@ -228,14 +247,16 @@ class NeoChatHandler:
         self._receive(line, "STOU")
 
     def _receive(self, original_name, command):
-        try:
-            upload = self.ask(self.library.begin_upload, self.username, original_name)
-        except UploadRefused as refusal:
-            self.respond(f"552 {refusal}.")
-            return
-        except Exception:
-            logger.exception("FTP upload could not start")
-            self.respond("451 Local error; try again later.")
+        self.ask_later(self.library.begin_upload, (self.username, original_name),
+                       lambda result: self._upload_begun(result, command), _abort_upload)
+
+    def _upload_begun(self, upload, command):
+        if isinstance(upload, Failure):
+            if upload.check(UploadRefused):
+                self.respond(f"552 {upload.value}.")
+            else:
+                logger.error("FTP upload could not start: %s", upload.getTraceback())
+                self.respond("451 Local error; try again later.")
             return
         file = ReceivingFile(upload, os.path.join(self.fs.root, upload.name))
         if command == "STOU":
@@ -254,8 +275,9 @@ class NeoChatHandler:
 
     def conclude_upload(self, file, finished, reset):
         """The data connection of an upload closed: finish the upload (the
-        reply names the stored file) or drop it.  Returns the final reply as
-        pyftpdlib's (text, log function), or None to keep pyftpdlib's."""
+        reply, once the row is committed, names the stored file) or drop it.
+        Returns the final reply as pyftpdlib's (text, log function), () when
+        it will come later, or None to keep pyftpdlib's."""
         upload = file.upload
         if upload.refusal:
             file.close()
@@ -267,14 +289,17 @@ class NeoChatHandler:
             file.close()
             return ("426 Connection lost; transfer aborted.", logger.info)
         file.closed = True
-        try:
-            info = self.ask(upload.finish)
-        except UploadRefused as refusal:
-            return (f"552 {refusal}.", logger.info)
-        except Exception:
-            logger.exception("FTP upload %s could not be stored", upload.name)
-            return ("451 Local error: the file was not stored.", logger.warning)
-        return (f"226 Transfer complete. file: {info.name}", logger.debug)
+        self.ask_later(upload.finish, (), lambda result: self._upload_finished(upload, result))
+        return ()
+
+    def _upload_finished(self, upload, info):
+        if not isinstance(info, Failure):
+            self.respond(f"226 Transfer complete. file: {info.name}")
+        elif info.check(UploadRefused):
+            self.respond(f"552 {info.value}.", logfun=logger.info)
+        else:
+            logger.error("FTP upload %s could not be stored: %s", upload.name, info.getTraceback())
+            self.respond("451 Local error: the file was not stored.", logfun=logger.warning)
 
     def _client_gone(self):
         """Whether the control connection reached end of file: a data
@@ -301,6 +326,12 @@ class NeoChatHandler:
         if self._in_dtp_queue is not None:
             self._in_dtp_queue[0].close()
         super().flush_account()
+
+
+def _abort_upload(upload):
+    """An upload begun for a session that closed before hearing of it."""
+    if not isinstance(upload, Failure):
+        upload.abort()
 
 
 class UploadingDTP:

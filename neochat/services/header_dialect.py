@@ -16,17 +16,19 @@ from urllib.parse import unquote
 
 from twisted.internet import defer
 
-from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotLoggedIn
 from neochat.chat.fanout import SEPARATORS, recipients, send_to_each
-from neochat.chat.files import references
 from neochat.chat.model import PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
 from neochat.chat.operations import GROUP_ID, IDS, INT, OPERATIONS
 from neochat.chat.presence import FULL
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, pipelined
-from neochat.services.header_upload import UploadExchange, is_upload
-from neochat.wire.headers import BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_message
+from neochat.services.header_upload import StreamedBodies, begin_upload, is_streamed
+from neochat.services.voice import ClipReceiver, check_recipient, deliver_voice, is_voice
+from neochat.wire.headers import (
+    BodyChunk, BodyEnd, BodyStart, HeaderDecoder, HeaderError, encode_head, encode_message,
+)
 
 SEED_ALIASES = {"registered": "register", "send_message": "text"}  # the seed's names, and its SendMessage
 # Fields naming accounts: seed 002 writes accounts URL-encoded in names (%2B86101), so these are decoded.
@@ -43,8 +45,8 @@ class HeaderDialect(Dialect):
 
     def __init__(self, transport, chat, peer_host):
         super().__init__(transport, chat, peer_host)
-        self.decoder = HeaderDecoder(streamed=is_upload, repeatable=REPEATABLE)
-        self.uploads = UploadExchange(self)
+        self.decoder = HeaderDecoder(streamed=is_streamed, repeatable=REPEATABLE)
+        self.bodies = StreamedBodies(self._begin_body)
         self._items = deque()
         self._idle_call = None
 
@@ -97,14 +99,18 @@ class HeaderDialect(Dialect):
 
     def handle_item(self, item):
         if isinstance(item, HeaderError):
+            if item.stat in (413, 431):
+                self.frame_refused("header_line" if item.stat == 431 else
+                                   "header_body" if item.ends_stream or item.message_type == "voice" else
+                                   "header_frame")
             raise Rejected({"message_type": item.message_type}, ChatError(item.reason, item.stat), item.ends_stream)
         if isinstance(item, (BodyChunk, BodyEnd)):
-            return self.uploads.handler_for(item)
+            return self.bodies.handler_for(item)
         if isinstance(item, BodyStart):  # its body follows whatever the headers say
             try:
-                return self.uploads.handler_for(item, _read_request(item))
+                return self.bodies.handler_for(item, _read_request(item))
             except Rejected as rejected:
-                return self.uploads.handler_for(item, rejected.request, rejected.error)
+                return self.bodies.handler_for(item, rejected.request, rejected.error)
         request = _read_request(item)
         if "message_type" not in request and "friends" in request and request.keys() <= KEY_REQUEST_FIELDS:
             return self.cmd_call_key, request  # seed 002's call key request, sent here
@@ -161,6 +167,11 @@ class HeaderDialect(Dialect):
             body = fields.pop("body", b"")
             return encode_message({"message_type": event.message_type, **fields}, body)
         raise TypeError(f"no header form for {event!r}")
+
+    def clip_framing(self, event):
+        """The clip is the body, as raw bytes are."""
+        fields = {name: value for name, value in event.fields.items() if name != "body"}
+        return encode_head({"message_type": event.message_type, **fields}, event.clip.size), b"", None
 
     # -- the seed's messages -------------------------------------------------
 
@@ -226,28 +237,39 @@ class HeaderDialect(Dialect):
 
     @defer.inlineCallbacks
     def cmd_voice(self, request):
-        """A voice clip (the body) for an account online now (with
-        ``--friends-only``, like text, only for a friend).  A voice
-        shaped like a text message (``text:``, say with a ``<file>`` reference
-        to audio uploaded before) goes to the friend with its text."""
+        """A voice message without a body: shaped like a text message
+        (``text:``, say with a ``<file>`` reference to audio uploaded before),
+        it goes to the friend with its text.  One with a clip (a
+        content-length body) is streamed: ``_begin_body``."""
+        friend = yield self._voice_recipient(request)
+        yield deliver_voice(self.chat, self.session.account, friend, request.get("text"))
+        return {}
+
+    def _begin_body(self, request, length):
+        """The receiver of a streamed body, once its header lines allow it:
+        a voice clip's, or a seed-002 upload's."""
+        if is_voice(request):
+            return self._begin_voice(request, length)
+        return begin_upload(self, request, length)
+
+    @defer.inlineCallbacks
+    def _begin_voice(self, request, length):
+        """A voice clip (the body) for an account online now, on any node (with
+        ``--friends-only``, like text, only for a friend), checked before its
+        first byte is read; it goes to the voice spool as it comes."""
+        friend = yield self._voice_recipient(request, length)
+        return ClipReceiver(self.chat, self.session.account, friend, request.get("text"), length)
+
+    @defer.inlineCallbacks
+    def _voice_recipient(self, request, length=0):
         self.check_own_account(request)
         friend = _one_friend(request)
         if self.chat.friends_only and not (yield self.chat.friends.are_friends(self.session.account, friend)):
             raise Forbidden("not a friend")
-        text = request.get("text")
-        if text is None and not request["body"]:
+        if request.get("text") is None and not length:
             raise BadRequest("voice needs its audio as a content-length body, or a text")
-        if not self.chat.router.is_online(friend):  # on any node
-            raise NotFound("friend offline", stat=480)
-        fields = {"user_account": self.session.account}
-        if text is not None:
-            fields["text"] = text
-            yield self.chat.files.grant_for_message(self.session.account, references(text), recipients=[friend])
-        if request["body"]:
-            fields["body"] = request["body"]
-        if not self.chat.router.deliver(friend, Notice("voice", fields)):
-            raise NotFound("friend offline", stat=480)
-        return {}
+        check_recipient(self.chat.router, friend, length)
+        return friend
 
     def cmd_call_key(self, request):
         """A connection key for a call to ``friends`` (``call_type``: call or

@@ -12,6 +12,7 @@ from functools import partial
 
 from twisted.protocols.basic import FileSender
 
+from neochat.chat import audit
 from neochat.chat.errors import BadRequest, ChatError, Forbidden, NotFound, NotLoggedIn
 from neochat.chat.files import UploadRefused
 from neochat.chat.model import NORMAL, PRIVATE, ChatMessage, Kicked, Notice, OnlineUsers, PresenceChange, UserLeft
@@ -20,6 +21,7 @@ from neochat.chat.operations import IDS, INT, OPERATIONS
 from neochat.chat.profiles import profile_fields
 from neochat.chat.transfers import FILE, offer_details
 from neochat.services.dialect import Dialect, Rejected, field, pipelined
+from neochat.services.voice import Base64Reader
 from neochat.wire.json_stream import JsonStreamDecoder, Malformed, RawChunk, encode
 
 JSON_KINDS = {INT: int, IDS: list}
@@ -28,6 +30,7 @@ LOBBY_NAMES = ("", "all")
 NORMAL_TYPES = (NORMAL, "group", "public", "lobby", "all")  # chat_type words for a room
 OFFER_WORDS = ("", "offer", "request", "send")  # a file's content that makes it an offer
 REJECT_WORDS = ("reject", "refuse", "cancel")
+CLIP_PLACEHOLDER = "<clip>"  # where a voice clip's base64 goes in its notice (the last field)
 
 
 class IncomingFile:
@@ -66,6 +69,8 @@ class JsonDialect(Dialect):
         if isinstance(item, RawChunk):
             return partial(self._file_bytes, item), {"message_type": "file"}
         if isinstance(item, Malformed):
+            if item.stat == 413:
+                self.frame_refused("json_object")
             if item.message_type is not None:
                 raise Rejected({"message_type": item.message_type}, BadRequest(item.reason))
             raise BadRequest(item.reason)
@@ -107,6 +112,13 @@ class JsonDialect(Dialect):
 
     def encode_event(self, event):
         return encode(event_to_json(event))
+
+    def clip_framing(self, event):
+        """The clip goes base64-encoded in ``body``, as raw bytes do."""
+        fields = {**event.fields, "body": CLIP_PLACEHOLDER}
+        encoded = encode({"message_type": event.message_type, **fields})
+        head, _, tail = encoded.rpartition(b'"%s"' % CLIP_PLACEHOLDER.encode())
+        return head + b'"', b'"' + tail, Base64Reader
 
     # -- commands ----------------------------------------------------------
 
@@ -242,6 +254,7 @@ class JsonDialect(Dialect):
         length = _byte_count(request, "file_length")
         limit = self.chat.files.limits.max_file_size
         if limit and length > limit:  # too long to skip: the connection closes
+            self.frame_refused("max_file_size")
             raise Rejected(request, ChatError(f"file_length must be 0 to {limit}", stat=413), close=True)
         self._incoming = incoming = IncomingFile(length)
         self.decoder.expect_raw(length)
@@ -313,6 +326,7 @@ class JsonDialect(Dialect):
                 "file_id": details["file_id"],
             }))
             yield FileSender().beginFileTransfer(source, self.transport)
+            audit.file_transfer("download", self.session.account, details["file_id"], details["file_length"])
         finally:
             source.close()
             self.take_back_transport()

@@ -6,22 +6,26 @@ The shapes follow ``twisted.protocols.policies``: ``ConnectionCounter`` is
 ``LimitConnectionsByPeer`` plus a total, ``Pacer`` is a per-connection
 ``ThrottlingFactory`` that stops taking requests (and so, once the
 dialect's buffer fills, stops reading the socket) instead of dropping
-anything.  The deadlines use ``TimeoutMixin`` in ``services/chat.py``.
+anything.  ``services/keeper.py`` keeps them for one connection, TCP or WebSocket.
 """
 
 import resource
 from dataclasses import dataclass
 from functools import partial
 
+from neochat.chat import audit
 from neochat.chat.groups import MAX_MEMBERS
 from neochat.chat.overrides import override
-from neochat.wire.headers import HeaderDecoder, encode_message
+from neochat.services.header_upload import is_upload
+from neochat.services.voice import is_voice
+from neochat.wire.headers import BodyChunk, BodyEnd, HeaderDecoder, encode_message
 from neochat.wire.json_stream import JsonStreamDecoder, RawChunk, encode
 
 KIB, MIB = 1024, 1024 * 1024
 HEADER_LINE = 8 * KIB  # the header decoder's line limit after login
 DESCRIPTOR_RESERVE = 256  # at least this many descriptors stay free for FTP, files and the database
 RESERVE_SHARE = 0.05  # ...or this share of the descriptor limit, if more
+BODY_BYTES = (RawChunk, BodyChunk, BodyEnd)  # a streamed body's pieces: not requests
 FRAME_SIZES = ("frame_before_login", "json_object", "header_frame", "header_body")  # these cannot be off
 
 
@@ -43,6 +47,8 @@ class Limits:
     bytes_per_second: float = 8 * MIB  # bytes read per connection, sustained...
     byte_burst: int = 32 * MIB  # ...and at once
     max_group_size: int = MAX_MEMBERS
+    voice_spool_per_sender: int = 64 * MIB  # bytes of one account's voice clips on disk, not yet delivered...
+    voice_spool_total: int = 1024 * MIB  # ...and of everyone's
 
     def override(self, name, text):
         """A copy with one limit changed; ValueError for an unknown name or a bad number."""
@@ -82,9 +88,11 @@ class ConnectionCounter:
     def admit(self, address):
         """None (and the connection is counted), or the refusal's reason."""
         if self.total and self.count >= self.total:
+            audit.limit_tripped("connections_total", address)
             return "server full"
         held = self._by_address.get(address, 0)
         if self.per_address and held >= self.per_address:
+            audit.limit_tripped("connections_per_address", address)
             return "too many connections from your address"
         self.count += 1
         self._by_address[address] = held + 1
@@ -126,20 +134,21 @@ class Pacer:
     before each request; when a bucket is in debt the answer is no and
     ``wake`` is called once it is repaid."""
 
-    def __init__(self, limits, clock):
+    def __init__(self, limits, clock, address=None):
         now = clock.seconds()
         self.clock = clock
-        self.buckets = []
-        self.messages = self._bucket(limits.messages_per_second, limits.message_burst, now)
-        self.bytes = self._bucket(limits.bytes_per_second, limits.byte_burst, now)
+        self.address = address  # for the log of a limit tripped
+        self.buckets = []  # (limit name, Bucket)
+        self.messages = self._bucket("messages_per_second", limits.messages_per_second, limits.message_burst, now)
+        self.bytes = self._bucket("bytes_per_second", limits.bytes_per_second, limits.byte_burst, now)
         self.wake = None
         self._timer = None
 
-    def _bucket(self, rate, burst, now):
+    def _bucket(self, name, rate, burst, now):
         if not rate:
             return None
         bucket = Bucket(rate, burst, now)
-        self.buckets.append(bucket)
+        self.buckets.append((name, bucket))
         return bucket
 
     def received(self, size):
@@ -147,15 +156,17 @@ class Pacer:
             self.bytes.spend(size, self.clock.seconds())
 
     def took(self, item):
-        """Count one decoded item; the raw bytes of a file are not requests."""
-        if self.messages is not None and not isinstance(item, RawChunk):
+        """Count one decoded item; the raw bytes of a file or a clip are not requests."""
+        if self.messages is not None and not isinstance(item, BODY_BYTES):
             self.messages.spend(1, self.clock.seconds())
 
     def ready(self):
         now = self.clock.seconds()
-        wait = max((bucket.wait(now) for bucket in self.buckets), default=0.0)
+        wait = max((bucket.wait(now) for _, bucket in self.buckets), default=0.0)
         if wait and self._timer is None:
             self._timer = self.clock.callLater(wait, self._repaid)
+            slowest = max(self.buckets, key=lambda pair: pair[1].wait(now))[0]
+            audit.limit_tripped(slowest, self.address)
         return not wait
 
     def _repaid(self):
@@ -176,16 +187,20 @@ def set_frame_limits(decoder, limits, logged_in):
     if isinstance(decoder, JsonStreamDecoder):
         decoder.max_object = limits.json_object if logged_in else limits.frame_before_login
     elif isinstance(decoder, HeaderDecoder):
-        decoder.max_body = limits.header_body if logged_in else limits.frame_before_login
-        decoder.body_limit = partial(header_body_limit, limits) if logged_in else None
+        decoder.body_limit = partial(header_body_limit, limits, logged_in)
         decoder.max_skip = limits.header_body  # a longer body is refused by closing
         decoder.max_line = HEADER_LINE if logged_in else min(HEADER_LINE, limits.frame_before_login)
 
 
-def header_body_limit(limits, headers):
-    """A voice clip may carry header_body bytes, other messages header_frame.
-    (Seed-002 uploads are streamed to disk: the file size limit bounds them.)"""
-    return limits.header_body if headers.get("message_type") == "voice" else limits.header_frame
+def header_body_limit(limits, logged_in, headers):
+    """Before login a body may have frame_before_login bytes; after it a voice
+    clip header_body, other messages header_frame.  None for seed-002
+    uploads: they are streamed to disk, and the file size limit bounds them."""
+    if is_upload(headers):
+        return None
+    if not logged_in:
+        return limits.frame_before_login
+    return limits.header_body if is_voice(headers) else limits.header_frame
 
 
 def error_frame(json_dialect, stat, reason):

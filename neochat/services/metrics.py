@@ -1,10 +1,14 @@
 """The Prometheus endpoint (``--metrics tcp:9100:interface=127.0.0.1``, off
 by default): a twisted.web page rendered on the reactor thread from what
 the server holds in memory, so a scrape never races the reactor and never
-waits on the database (the pending-queue depth is refreshed by a timer)."""
+waits on the database (the pending-queue depth is refreshed by a timer).
+
+Counts and latency histograms (neochat/latency.py) are read at each scrape
+from where the server keeps them: audit.py, the chat domain, the database,
+the relay."""
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.application import service
 from twisted.internet import defer, task
@@ -25,8 +29,10 @@ COUNTERS = (  # audit event -> (metric, help, label name)
     ("kick", "neochat_kicks", "Sessions kicked by an administrator", None),
     ("ban", "neochat_bans", "Bans by kind", "kind"),
     ("calls", "neochat_calls_accepted", "Calls accepted by kind", "kind"),
-    ("file_transfers", "neochat_file_transfers", "Files stored (upload) and sent over FTP (download)", "direction"),
+    ("file_transfers", "neochat_file_transfers", "Files stored (upload) and sent (download), over FTP, HTTP"
+     " and in-band", "direction"),
     ("file_bytes", "neochat_file_transfer_bytes", "Bytes of those files", "direction"),
+    ("limit", "neochat_limits_tripped", "Requests and connections refused or held back, by limit", "limit"),
 )
 
 
@@ -52,6 +58,12 @@ class NeoChatCollector:
         yield GaugeMetricFamily("neochat_pending_messages", "Messages waiting in pending queues"
                                 f" (refreshed every {PENDING_REFRESH_SECONDS} s)", value=self.pending)
         yield from self._audit_counters()
+        retries = CounterMetricFamily("neochat_database_retries", "Database interactions run again, by reason"
+                                      " (deadlock victim, or connection lost: --db-retry)", labels=["reason"])
+        for reason in ("connection", "deadlock"):
+            retries.add_metric([reason], root.db.retries[reason])
+        yield retries
+        yield from self._latencies(root)
         yield from self._relay(root.cell.counters())
 
     @staticmethod
@@ -63,6 +75,23 @@ class NeoChatCollector:
                 if seen == event:
                     family.add_metric([value] if label else [], number)
             yield family
+
+    @staticmethod
+    def _latencies(root):
+        for name, text, histogram in (
+            ("neochat_message_delivery_seconds", "From a message's arrival to its write to a live recipient's"
+             " connection", root.chat.delivery_latency),
+            ("neochat_message_commit_seconds", "From a message's arrival to its commit (then the sender's receipt)",
+             root.chat.commit_latency),
+        ):
+            family = HistogramMetricFamily(name, text)
+            family.add_metric([], histogram.cumulative(), histogram.sum)
+            yield family
+        database = HistogramMetricFamily("neochat_database_seconds", "Database interactions as the server waits"
+                                         " for them (pool queueing and retries included), by kind", labels=["kind"])
+        for kind, histogram in sorted(root.db.latency.items()):
+            database.add_metric([kind], histogram.cumulative(), histogram.sum)
+        yield database
 
     @staticmethod
     def _relay(counters):

@@ -1,11 +1,13 @@
 """The cell server's datagram paths: media relay and UDP key requests.
 
 Media is never parsed beyond its header: a dict lookup (by port or by key), a
-size check, a latch check, two token buckets, one ``transport.write``.
+size check, a latch check, two token buckets, one ``sendto`` on the peer's
+port.  The destination is an address the kernel gave (the latched source) or
+one checked when the call was made, so Twisted's ``Port.write`` checks, which
+parse the address again for every datagram, are skipped.
 docs/protocol.md ("Calls") defines the datagram formats.
 """
 
-from twisted.internet.error import InvalidAddressError
 from twisted.internet.protocol import DatagramProtocol
 
 from neochat.chat.calls import ACCEPTED, KEYED, CallError
@@ -53,8 +55,8 @@ class MediaRelay:
             counters["dropped_peer_unknown"] += 1
             return
         try:
-            peer.out.write(data, destination)
-        except (OSError, InvalidAddressError):  # send buffer full, or an unusable peer address
+            peer.out.socket.sendto(data, destination)
+        except OSError:  # send buffer full, or an unusable peer address
             counters["dropped_send_failed"] += 1
             return
         counters["relayed_packets"] += 1

@@ -13,6 +13,7 @@ from neochat.admin.operations import Administration, Live
 from neochat.chat.accounts import Accounts
 from neochat.chat.calling import Calls
 from neochat.chat.calls import RELAY
+from neochat.chat.clips import VoiceSpool
 from neochat.chat.domain import Chat
 from neochat.chat.files import FileLibrary
 from neochat.chat.hashing import HashPool
@@ -65,19 +66,19 @@ class NeoChatService(service.MultiService):
         )
         self.store = Store(self.db)
         self.admin_store = AdminStore(self.db)
+        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.accounts = Accounts(
             self.store.users,
             PasswordHasher(time_cost=settings.hash_time_cost, memory_cost=settings.hash_memory_kib, parallelism=1),
             reactor,
             pool=HashPool(reactor, settings.hash_threads, settings.hash_queue),
-            throttle=Throttle(reactor, settings.throttle),
+            throttle=throttle(settings, reactor, self.router),
             tokens=ResumeTokens(load_secret(settings.data_dir / TOKEN_KEY_FILE), reactor, settings.token_lifetime),
         )
-        self.router = cluster_router(settings, reactor) if settings.cluster else LocalRouter()
         self.cell = CellService(
             settings.call_limits, interface=settings.cell_interface, port=settings.cell_port, relay_ports=settings.relay_ports,
             client_ports=settings.client_ports, advertised_ip=advertised_ip(settings),
-            mode=settings.voice_mode, reactor=reactor, receive_buffer=settings.udp_receive_buffer,
+            mode=settings.voice_mode, reactor=reactor, udp_buffer=settings.udp_buffer,
         )
         self.files = FileLibrary(
             self.store.files, settings.data_dir / "files", settings.ftp.file_limits(), reactor
@@ -87,6 +88,8 @@ class NeoChatService(service.MultiService):
             calls=cluster_calls(self.cell, self.router) if settings.cluster else Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
+            clips=VoiceSpool(voice_spool_path(settings), settings.limits.voice_spool_per_sender,
+                             settings.limits.voice_spool_total),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
         self.chat.groups.max_members = settings.limits.max_group_size
@@ -102,7 +105,7 @@ class NeoChatService(service.MultiService):
         self.ftp_service = FTPService(self.files, self.accounts, ftp_settings(settings), reactor)
         try:
             self.web_service = WebService(self.chat, self.files, settings.http, reactor, settings.http_origins,
-                                          counter=self.chat_service.factory.counter)
+                                          counter=self.chat_service.factory.counter, limits=settings.limits)
         except Exception as error:
             raise lifecycle.StartFailed(
                 f"cannot use --http {' '.join(settings.http)}: {error}",
@@ -111,7 +114,8 @@ class NeoChatService(service.MultiService):
         retention = internet.TimerService(RETENTION_CHECK_SECONDS, self._purge_expired_files)
         self.administration = Administration(
             self.store, self.admin_store, self.accounts, self.files,
-            Live(self.chat, self.chat_service.factory, self.cell.counters, self.router if settings.cluster else None),
+            Live(self.chat, (self.chat_service.factory.connections, self.web_service.site.gateway.connections),
+                 self.cell.counters, self.router if settings.cluster else None),
         )
         admin = AdminService(self.administration, socket_path(settings), reactor)
         # Children stop in this order: the admin socket (and metrics), the
@@ -207,6 +211,13 @@ def advertised_ip(settings):
     return LOOPBACK
 
 
+def voice_spool_path(settings):
+    """The voice spool, in the data dir: one per node of a cluster (whose
+    nodes share the data dir), as each empties its own at start."""
+    name = f"voice-spool-{settings.node_name()}" if settings.cluster else "voice-spool"
+    return settings.data_dir / name
+
+
 def cluster_router(settings, reactor):
     """Redis is imported only for a cluster."""
     from neochat.cluster.router import ClusterRouter
@@ -219,6 +230,16 @@ def cluster_calls(cell, router):
     from neochat.cluster.calls import ClusterCalls
 
     return ClusterCalls(cell, router)
+
+
+def throttle(settings, reactor, router):
+    """Failed logins and registrations: counted in this process, and in Redis for a cluster."""
+    local = Throttle(reactor, settings.throttle)
+    if not settings.cluster:
+        return local
+    from neochat.cluster.throttle import ClusterThrottle
+
+    return ClusterThrottle(local, router, reactor)
 
 
 def ftp_settings(settings):

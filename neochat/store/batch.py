@@ -252,6 +252,58 @@ class MessageBatcher:
                             [account, *chunk])
 
 
+class GroupCommit:
+    """Group commit for independent rows: what is submitted while a
+    transaction runs (or within one reactor turn) goes into the next one,
+    up to ``max_batch`` items.  ``transaction(txn, items)`` returns one
+    result per item; each submitter's Deferred fires with its result only
+    after the commit.  If a batch fails, its items are retried one by one so
+    that only the culprit fails."""
+
+    def __init__(self, db, transaction, max_batch=MAX_BATCH):
+        self.db = db
+        self.transaction = transaction
+        self.max_batch = max_batch
+        self._queue = deque()
+        self._scheduled = None
+        self._running = False
+
+    def submit(self, item):
+        """Deferred[the transaction's result for ``item``]."""
+        deferred = defer.Deferred()
+        self._queue.append((item, deferred))
+        if not self._running and self._scheduled is None:
+            self._scheduled = self.db.reactor.callLater(0, self._flush)
+        return deferred
+
+    @defer.inlineCallbacks
+    def _flush(self):
+        self._scheduled = None
+        self._running = True
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                yield self._commit(batch)
+        finally:
+            self._running = False
+
+    @defer.inlineCallbacks
+    def _commit(self, batch):
+        items = [item for item, _ in batch]
+        try:
+            results = yield self.db.run(self.transaction, items)
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0][1].errback(error)
+                return
+            log.warn("batch of {n} failed ({error!r}); committing one by one", n=len(batch), error=error)
+            for one in batch:
+                yield self._commit([one])
+            return
+        for (_, deferred), result in zip(batch, results):
+            deferred.callback(result)
+
+
 class _Pending:
     """A later write of a client id first claimed earlier in the same batch:
     resolved once the first one has its id."""

@@ -6,9 +6,14 @@ read-only connections (WAL lets them read while the writer commits); on
 MySQL the same pool, which has connections for both.
 """
 
+import time
+from collections import Counter
+
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
 from twisted.logger import Logger
+
+from neochat.latency import Histogram
 
 log = Logger()
 
@@ -90,6 +95,9 @@ class Database:
         read_args = dialect.read_pool_args()
         self.read_pool = self._pool(read_args) if read_args else self.pool
         self._outage = False  # logged once per outage, not per request
+        self.retries = Counter()  # "deadlock" or "connection" -> interactions run again
+        # interactions as callers wait for them, pool queueing and retries included
+        self.latency = {"read": Histogram(), "write": Histogram()}
 
     def _pool(self, pool_args):
         args, kwargs = pool_args
@@ -104,11 +112,20 @@ class Database:
         Interactions must therefore be idempotent: writes are keyed so that
         running one twice stores its rows once.
         """
-        return self._run(self.pool, interaction, args, kwargs)
+        return self._timed("write", self.pool, interaction, args, kwargs)
 
     def read(self, interaction, *args, **kwargs):
         """Run a read-only ``interaction`` beside the writer."""
-        return self._run(self.read_pool, interaction, args, kwargs)
+        return self._timed("read", self.read_pool, interaction, args, kwargs)
+
+    def _timed(self, kind, pool, interaction, args, kwargs):
+        histogram, started = self.latency[kind], time.monotonic()
+
+        def observe(result):
+            histogram.observe(time.monotonic() - started)
+            return result
+
+        return self._run(pool, interaction, args, kwargs).addBoth(observe)
 
     @defer.inlineCallbacks
     def _run(self, pool, interaction, args, kwargs):
@@ -122,6 +139,7 @@ class Database:
                     if waited >= self.retry_window:
                         raise DatabaseUnavailable(str(error)) from error
                     self._lost(error)
+                    self.retries["connection"] += 1
                     yield task.deferLater(self.reactor, delay, lambda: None)
                     waited += delay
                     delay = min(MAX_DELAY, delay * 2)
@@ -129,6 +147,7 @@ class Database:
                 if attempt >= RETRIES or not self.dialect.is_retryable(error):
                     raise
                 log.warn("retrying {name} after {error!r}", name=interaction.__name__, error=error)
+                self.retries["deadlock"] += 1
                 continue
             if self._outage:
                 self._outage = False

@@ -1,5 +1,6 @@
 """Uploaded files' metadata and who may read them (schema step 0002)."""
 
+from neochat.store.batch import GroupCommit
 from neochat.store.database import MissingReference
 
 COLUMNS = "name, owner, original_name, size, sha256, create_time"
@@ -18,18 +19,30 @@ READERS_CLAUSE = (
 )
 
 
+ROWS_PER_COMMIT = 64  # file rows of uploads finishing together, in one transaction
+
+
 class FileStore:
+    """Writes go through the writer (rows through the group commit); reads
+    run beside it, so that the checks of an FTP session do not wait for
+    other sessions' commits."""
+
     def __init__(self, db):
         self.db = db
+        self._adds = GroupCommit(db, self._add_many, ROWS_PER_COMMIT)
 
     def add(self, row, quota=0):
         """Commit a file row (a dict with COLUMNS).  Deferred[bool]: False,
         and nothing stored, when the owner's files would then total more
-        than ``quota`` bytes (0: no quota).
+        than ``quota`` bytes (0: no quota).  Rows added together share one
+        transaction (group commit); each Deferred fires after its commit.
 
         Idempotent: a retried transaction finding its own row returns True.
         """
-        return self.db.run(self._add, row, quota)
+        return self._adds.submit((row, quota))
+
+    def _add_many(self, txn, adds):
+        return [self._add(txn, row, quota) for row, quota in adds]
 
     def _add(self, txn, row, quota):
         existing = txn.execute(
@@ -54,7 +67,7 @@ class FileStore:
 
     def get(self, name):
         """Deferred[dict or None]."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).dict()
         )
 
@@ -81,7 +94,7 @@ class FileStore:
 
     def may_read(self, account, name):
         """Deferred[bool]."""
-        return self.db.run(self._may_read, account, name)
+        return self.db.read(self._may_read, account, name)
 
     @staticmethod
     def _may_read(txn, account, name):
@@ -92,7 +105,7 @@ class FileStore:
 
     def readable(self, account):
         """Deferred[list of row dicts]: every file ``account`` may read, by name."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(
                 f"SELECT {COLUMNS} FROM files WHERE owner = ?"
                 f" UNION SELECT {JOINED_COLUMNS} FROM file_readers r"
@@ -107,7 +120,7 @@ class FileStore:
 
     def owned(self, account):
         """Deferred[list of row dicts]: the files ``account`` uploaded."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: txn.execute(
                 f"SELECT {COLUMNS} FROM files WHERE owner = ? ORDER BY name", (account,)
             ).dicts()
@@ -115,7 +128,7 @@ class FileStore:
 
     def used_bytes(self, account):
         """Deferred[int]: the total size of the files ``account`` owns."""
-        return self.db.run(self._used, account)
+        return self.db.read(self._used, account)
 
     @staticmethod
     def _used(txn, account):
@@ -123,7 +136,7 @@ class FileStore:
 
     def expired(self, before_ms, limit=500):
         """Deferred[list of names] created before ``before_ms``, oldest first."""
-        return self.db.run(
+        return self.db.read(
             lambda txn: [
                 row[0] for row in txn.execute(
                     "SELECT name FROM files WHERE create_time < ? ORDER BY create_time LIMIT ?",

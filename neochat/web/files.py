@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server, static, util
 
+from neochat.chat import audit
 from neochat.chat.files import UploadRefused
 
 log = Logger()
@@ -200,22 +201,30 @@ class FilesResource(resource.Resource):
         path = self.library.directory / name
         if row is None or not path.is_file():
             return ErrorPage(404, "no such file")
-        return Download(str(path), row["original_name"])
+        return Download(str(path), row["original_name"], account, name)
 
 
 class Download(static.File):
-    """The stored file as an attachment, never rendered by the browser."""
+    """The stored file as an attachment, never rendered by the browser;
+    each whole or partial GET that ends sent is counted and logged (audit)."""
 
     isLeaf = True
 
-    def __init__(self, path, original_name):
+    def __init__(self, path, original_name, account, name):
         super().__init__(path, defaultType="application/octet-stream")
         self.type, self.encoding = "application/octet-stream", None
         self.original_name = original_name
+        self.account, self.name = account, name
 
     def render_GET(self, request):
         request.setHeader(b"content-disposition",
                           b"attachment; filename*=UTF-8''" + quote(self.original_name, safe="").encode("ascii"))
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"private, no-store")
+        if request.method == b"GET":  # counted once sent; a download cut off is not
+            request.notifyFinish().addCallbacks(self._sent, lambda _: None, callbackArgs=(request,))
         return super().render_GET(request)
+
+    def _sent(self, _, request):
+        if request.code in (200, 206):
+            audit.file_transfer("download", self.account, self.name, request.sentLength)

@@ -2,7 +2,7 @@
 handled by the same ``JsonDialect`` as on the TCP port.
 
 ``MessageTransport`` is the transport the dialect writes to: every line it
-writes goes out as one text message, and raw bytes written while a file
+writes (even in pieces) goes out as one text message, and raw bytes written while a file
 producer is registered (an in-band ``file-data`` payload) as binary
 messages.  Reading pauses and resumes the WebSocket's own TCP connection, and
 producers register with it, so flow control is the TCP port's.
@@ -22,6 +22,8 @@ from autobahn.websocket.types import ConnectionDeny
 
 from neochat.chat.errors import NotLoggedIn
 from neochat.services.json_dialect import JsonDialect
+from neochat.services.keeper import LimitKeeper
+from neochat.services.limits import Limits, error_frame
 from neochat.services.listening import Connections
 from neochat.wire.json_stream import MAX_OBJECT
 
@@ -32,6 +34,9 @@ NOT_AN_OBJECT = b"[]\n"
 # Larger messages close the socket (1009); up to here the decoder answers
 # "message too long" and the socket stays.
 MAX_MESSAGE = 4 * MAX_OBJECT
+# A limit's refusal closes with 4000 + its stat: 4408 a deadline, 4413 too
+# much data before login, 4403 a banned address (private-use close codes).
+CLOSE_CODE_BASE = 4000
 
 
 class MessageTransport:
@@ -40,6 +45,7 @@ class MessageTransport:
     def __init__(self, protocol):
         self.protocol = protocol
         self._file_producer = None
+        self._partial = []  # a line written in pieces (a voice clip streamed) goes out whole
 
     def write(self, data):
         if self.protocol.state != WebSocketProtocol.STATE_OPEN:
@@ -47,7 +53,12 @@ class MessageTransport:
         if self._file_producer is not None:
             self.protocol.sendMessage(bytes(data), isBinary=True)
             return
-        for line in bytes(data).split(b"\n"):
+        *lines, rest = bytes(data).split(b"\n")
+        if lines:
+            lines[0] = b"".join(self._partial) + lines[0]
+            self._partial = []
+        self._partial.append(rest)
+        for line in lines:
             if line:
                 self.protocol.sendMessage(line, isBinary=False)
 
@@ -134,7 +145,12 @@ def origin_allowed(origin, host, allowed):
 
 
 class GatewayProtocol(WebSocketServerProtocol):
+    """One WebSocket.  Its limits are the TCP port's, kept by a
+    ``LimitKeeper`` that counts the socket's bytes as they arrive; a refusal
+    is one JSON error, then a close frame with code 4000 + its stat."""
+
     dialect = None
+    keeper = None
     counted = None  # the address this connection counts against
 
     def onConnect(self, request):
@@ -156,18 +172,41 @@ class GatewayProtocol(WebSocketServerProtocol):
         # registered as its producer; the dialect's producers replace it.
         self.transport.unregisterProducer()
         self.factory.connections.add(self)
+        self.keeper = LimitKeeper(self.factory.limits, self.factory.clock, self._refused,
+                                  self.transport.getPeer().host)
         self.dialect = WebDialect(
             MessageTransport(self), self.factory.chat, self.transport.getPeer().host, self.factory.tokens
         )
+        self.keeper.attach(self.dialect)
+
+    def dataReceived(self, data):
+        # Counted as they arrive, before a message is whole.  A refused
+        # socket still reads its close handshake; onMessage drops the rest.
+        if self.keeper is not None:
+            self.keeper.received(len(data))
+        super().dataReceived(data)
 
     def onMessage(self, payload, isBinary):
+        if self.keeper.done:
+            return
         if not isBinary:
             payload = _checked(payload)
         self.dialect.data_received(payload)
 
+    def refuse(self, stat, reason):
+        """One JSON error, then the close (code 4000 + stat)."""
+        self.keeper.refuse(stat, reason)
+
+    def _refused(self, stat, reason):
+        if self.state == WebSocketProtocol.STATE_OPEN:  # a text message even during a file's bytes
+            self.sendMessage(error_frame(True, stat, reason).rstrip(b"\n"), isBinary=False)
+        self.sendClose(CLOSE_CODE_BASE + stat, reason)
+
     def onClose(self, wasClean, code, reason):
         dialect, self.dialect = self.dialect, None
         try:
+            if self.keeper is not None:
+                self.keeper.stop()
             if dialect is not None:
                 dialect.connection_lost()
         finally:
@@ -191,10 +230,14 @@ def _checked(payload):
 class GatewayFactory(WebSocketServerFactory):
     protocol = GatewayProtocol
 
-    def __init__(self, chat, tokens, allowed_origins=(), counter=None):
+    def __init__(self, chat, tokens, allowed_origins=(), counter=None, limits=None, clock=None):
         super().__init__()
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.chat = chat
         self.counter = counter  # a limits.ConnectionCounter, or None
+        self.limits = limits or Limits()
+        self.clock = clock
         self.tokens = tokens
         self.allowed_origins = set(allowed_origins)
         self.connections = Connections()

@@ -28,10 +28,10 @@ class Page(static.File):
 class WebSite(server.Site):
     requestFactory = StreamingRequest
 
-    def __init__(self, chat, library, allowed_origins=(), counter=None):
+    def __init__(self, chat, library, allowed_origins=(), counter=None, limits=None, clock=None):
         self.tokens = Tokens()
         self.library = library
-        self.gateway = GatewayFactory(chat, self.tokens, allowed_origins, counter)
+        self.gateway = GatewayFactory(chat, self.tokens, allowed_origins, counter, limits, clock)
         root = Page(str(STATIC))
         root.putChild(b"ws", WebSocketResource(self.gateway))
         root.putChild(b"files", FilesResource(library, self.tokens))
@@ -43,8 +43,8 @@ class WebService(ListeningService):
     """Listens on each endpoint; on stop closes the listeners and every
     WebSocket (their sessions log out like dropped TCP connections)."""
 
-    def __init__(self, chat, library, listen, reactor, allowed_origins=(), counter=None):
-        super().__init__(WebSite(chat, library, allowed_origins, counter), listen, reactor)
+    def __init__(self, chat, library, listen, reactor, allowed_origins=(), counter=None, limits=None):
+        super().__init__(WebSite(chat, library, allowed_origins, counter, limits, reactor), listen, reactor)
 
     @property
     def site(self):

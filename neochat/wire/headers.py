@@ -73,7 +73,7 @@ class HeaderDecoder:
         self.max_line = max_line
         self.max_headers = max_headers
         self.max_body = max_body  # of a body held whole; a streamed one has no limit here
-        self.body_limit = body_limit  # a message's headers -> its body limit (None: max_body for all)
+        self.body_limit = body_limit  # a message's headers -> its body limit or None (replaces max_body)
         self.max_skip = max_skip  # a rejected body longer than this ends the stream (None: skip any)
         self.ended = False
         self.streamed = streamed
@@ -197,11 +197,11 @@ class HeaderDecoder:
         streamed = error is None and self.streamed(headers)
         declared = headers.pop("content-length", None)
         length = _parse_length(declared) if declared is not None else None
+        limit = self._limit(headers, streamed)
         if declared is not None and length is None:
             # The body size is unknown, so whatever follows is read as the next message.
             error, length = error or (400, "bad content-length"), 0
-        elif length is not None and not streamed and length > (
-                self.max_body if self.body_limit is None else self.body_limit(headers)):
+        elif length is not None and limit is not None and length > limit:
             error = error or (413, "body too large")
         if error:
             self.ended = self.max_skip is not None and (length or 0) > self.max_skip
@@ -213,6 +213,13 @@ class HeaderDecoder:
             self._body_left, self._body_headers = length, headers
         else:
             decoded.append(HeaderMessage(headers))
+
+    def _limit(self, headers: dict[str, str], streamed: bool) -> int | None:
+        """The body limit of a message: ``body_limit``'s answer (None: none), else
+        max_body for a body held whole and none for a streamed one."""
+        if self.body_limit is not None:
+            return self.body_limit(headers)
+        return None if streamed else self.max_body
 
     def _read_body(self, pos: int, decoded: list) -> int:
         """Take body bytes from pos; a rejected message's body is dropped as it arrives."""
@@ -265,6 +272,11 @@ def encode_message(headers: Mapping[str, str], body: bytes = b"") -> bytes:
     Raises ValueError for a key outside [a-z0-9_-]+, an explicit content-length, or a value
     holding "\\n" or "\\r" (multi-line text belongs in the body).
     """
+    return encode_head(headers, len(body)) + body
+
+
+def encode_head(headers: Mapping[str, str], length: int) -> bytes:
+    """A message's header lines and blank line, for a body of ``length`` bytes sent after them."""
     lines = []
     for key, value in headers.items():
         if not _KEY.fullmatch(key) or key == "content-length":
@@ -272,7 +284,7 @@ def encode_message(headers: Mapping[str, str], body: bytes = b"") -> bytes:
         if "\n" in value or "\r" in value:
             raise ValueError(f"header {key!r} has a line break in its value")
         lines.append(f"{key}: {value}\n")
-    if body:
-        lines.append(f"content-length: {len(body)}\n")
+    if length:
+        lines.append(f"content-length: {length}\n")
     lines.append("\n")
-    return "".join(lines).encode("utf-8") + body
+    return "".join(lines).encode("utf-8")

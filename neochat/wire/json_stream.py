@@ -61,10 +61,12 @@ _STRICT = json.JSONDecoder(parse_constant=_no_constant)  # refuses NaN and Infin
 @dataclass(frozen=True)
 class Malformed:
     """Input that is not a usable JSON object; ``reason`` goes into the error
-    reply, under ``message_type`` when the object named one."""
+    reply, under ``message_type`` when the object named one.  ``stat`` 413:
+    the object was longer than ``max_object``."""
 
     reason: str
     message_type: str = None
+    stat: int = 400
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ class JsonStreamDecoder:
             return None
         # Too long: say so now, and skip the rest of it.
         prefix = self._prefix
-        return self._start_skipping(prefix.scan, self._too_long(), prefix.depth, prefix.in_string)
+        return self._start_skipping(prefix.scan, self._too_long(), prefix.depth, prefix.in_string, stat=413)
 
     def _too_long(self):
         return f"message too long (limit {self.max_object} bytes)"
@@ -216,7 +218,7 @@ class JsonStreamDecoder:
         del self._buffer[:end]
         self._prefix.reset()
         if end > self.max_object:
-            return Malformed(self._too_long())
+            return Malformed(self._too_long(), stat=413)
         if text[:1] != b"{":
             return Malformed("not a JSON object: send each request as one {...} object")
         try:
@@ -234,7 +236,7 @@ class JsonStreamDecoder:
 
     # -- after an error --------------------------------------------------
 
-    def _start_skipping(self, position, reason, depth, in_string):
+    def _start_skipping(self, position, reason, depth, in_string, stat=400):
         """Answer now; skip the rest of the value from ``position`` on."""
         self._skipping = True
         self._skip_depth = depth
@@ -242,7 +244,7 @@ class JsonStreamDecoder:
         self._skip_line_start = False
         del self._buffer[:position]
         self._prefix.reset()
-        return Malformed(reason)
+        return Malformed(reason, stat=stat)
 
     def _skip(self):
         """Drop the rest of a bad value; True once the next value may start."""

@@ -1,5 +1,6 @@
 // The NeoChat web client: login, contacts with presence, private, group and
-// lobby chats with history, friends, groups by role, files with progress.
+// lobby chats with history, friends, groups by role, files with progress,
+// and seed-000 in-band file offers to accept or reject.
 import { Session } from "./session.js";
 import { upload, fileLink, FILE_TAG } from "./files.js";
 
@@ -57,14 +58,49 @@ function target(conv) {
 
 // -- messages -----------------------------------------------------------------
 
-function addWord(word, { live = true } = {}) {
-  const conv = conversation(keyOf(word));
-  if (conv.messages.has(word.id)) return;
-  conv.messages.set(word.id, { id: word.id, author: word.send_user, content: word.content, time: word.time });
-  if (live && word.send_user !== session.account && (conv.key !== state.current || document.hidden)) {
+function addMessage(key, message, live) {
+  const conv = conversation(key);
+  if (conv.messages.has(message.id)) return;
+  conv.messages.set(message.id, message);
+  if (live && message.author !== session.account && (conv.key !== state.current || document.hidden)) {
     conv.unread += 1;
   }
   render(conv.key === state.current);
+}
+
+function addWord(word, { live = true } = {}) {
+  addMessage(keyOf(word), { id: word.id, author: word.send_user, content: word.content, time: word.time }, live);
+}
+
+// An in-band file offer (message_type "file"), shown in the private chat.
+function addOffer(offer, { live = true } = {}) {
+  addMessage(keyOf({ ...offer, chat_type: "private" }),
+             { id: offer.id, author: offer.send_user, time: offer.time, offer, transfer: {} }, live);
+}
+
+async function acceptOffer(message) {
+  const transfer = message.transfer;
+  Object.assign(transfer, { receiving: true, percent: 0 });
+  render(false);
+  try {
+    const blob = await session.incoming.accept(message.offer, (percent) => {
+      transfer.percent = percent;
+      const bar = document.querySelector(`#message-list li[data-id="${message.id}"] progress`);
+      if (bar) bar.value = percent;
+    });
+    transfer.url = URL.createObjectURL(blob);
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    transfer.receiving = false;
+    render(false);
+  }
+}
+
+function rejectOffer(message) {
+  if (session.incoming.reject(message.offer)) message.transfer.rejected = true;
+  else showError("not connected; try again in a moment");
+  render(false);
 }
 
 function sendText(conv, content) {
@@ -98,8 +134,10 @@ async function loadHistory(conv) {
   const reply = await op("get_old_message", fields);
   if (!reply) return;
   conv.loaded = true;
-  // In-band file offers (message_type "file") are for seed-000 clients; the page shares by <file>.
-  for (const word of reply.messages) if (word.message_type === "word") addWord(word, { live: false });
+  for (const word of reply.messages) {
+    if (word.message_type === "word") addWord(word, { live: false });
+    else if (word.message_type === "file") addOffer(word, { live: false });
+  }
   $("older-btn").hidden = reply.messages.length < HISTORY_PAGE;
   if (!reply.messages.length) render(false);
 }
@@ -147,6 +185,11 @@ function messageItem(message) {
   const time = new Date(message.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   item.append(el("span", { className: "meta",
     textContent: `${message.author} · ${message.pending ? "sending…" : message.failed || time}` }));
+  if (message.offer) {
+    item.classList.add("offer");
+    item.append(...offerBody(message));
+    return item;
+  }
   let rest = message.content;
   for (const match of message.content.matchAll(FILE_TAG)) {
     const at = rest.indexOf(match[0]);
@@ -155,6 +198,19 @@ function messageItem(message) {
   }
   item.append(rest);
   return item;
+}
+
+function offerBody(message) {
+  const { offer, transfer } = message;
+  const size = offer.file_length < 1024 ? `${offer.file_length} B` : `${Math.ceil(offer.file_length / 1024)} KiB`;
+  const body = [el("span", { className: "offer-name", textContent: `📦 ${offer.file_name} (${size})` })];
+  if (offer.send_user === session.account) return body; // ours, sent by a seed-000 client
+  const button = (text, action) => el("button", { textContent: text, onclick: () => action(message) });
+  if (transfer.url) body.push(el("a", { className: "save", href: transfer.url, download: offer.file_name, textContent: "Save" }));
+  else if (transfer.receiving) body.push(el("progress", { max: 100, value: transfer.percent }));
+  else if (transfer.rejected) body.push(el("span", { className: "note", textContent: "rejected" }));
+  else body.push(button("Accept", acceptOffer), button("Reject", rejectOffer));
+  return body;
 }
 
 function renderMessages(stickToBottom) {
@@ -249,6 +305,7 @@ const GROUP_NOTICES = new Set(["group_join", "group_leave", "group_remove", "gro
 session.addEventListener("message", ({ detail: message }) => {
   const type = message.message_type;
   if (type === "word") addWord(message);
+  else if (type === "file") addOffer(message);
   else if (type === "update_online_user") { state.online = new Set(message.online_user); renderContacts(); }
   else if (type === "leave_message" || type === "friend_offline") {
     state.online.delete(message.username || message.friend); renderContacts();

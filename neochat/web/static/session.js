@@ -2,11 +2,14 @@
 // object per message.  It logs in with acks, acknowledges every message it
 // hands on, drops messages it has already seen (by id), and keeps what the
 // user sent in an outbox, resent with the same client_id after a reconnect
-// until the server's receipt, so nothing is lost or doubled.
+// until the server's receipt, so nothing is lost or doubled.  In-band files
+// offered to it arrive as binary messages (incoming.js).
+import { IncomingFiles } from "./incoming.js";
 
 const MAX_SEEN = 20000; // remembered message ids, oldest forgotten first
 const MAX_OUTBOX = 1000;
 const BACKOFF_FIRST = 500, BACKOFF_MAX = 30000; // ms
+const KEEPALIVE = 240000; // ms between pings: the server closes a socket idle for idle_timeout (600 s)
 
 export class Session extends EventTarget {
   constructor(url) {
@@ -22,6 +25,8 @@ export class Session extends EventTarget {
     this.backoff = BACKOFF_FIRST;
     this.stopped = true;
     this.counter = 0;
+    this.incoming = new IncomingFiles(this);
+    setInterval(() => { if (!this.stopped) this.sendFrame({ message_type: "ping" }); }, KEEPALIVE);
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -32,11 +37,16 @@ export class Session extends EventTarget {
     return new Promise((resolve, reject) => {
       const socket = new WebSocket(this.url);
       this.socket = socket;
+      socket.binaryType = "arraybuffer";
       socket.onopen = () => resolve();
-      socket.onmessage = (event) => this.received(JSON.parse(event.data));
+      socket.onmessage = (event) => {
+        if (typeof event.data === "string") this.received(JSON.parse(event.data));
+        else this.incoming.bytes(event.data);
+      };
       socket.onclose = () => {
         if (this.socket !== socket) return;
         this.socket = null;
+        this.incoming.lost();
         for (const queue of this.waiting.values()) queue.splice(0).forEach((done) => done(null));
         reject(new Error("cannot reach the server"));
         this.emit("status", { online: false });
@@ -141,6 +151,8 @@ export class Session extends EventTarget {
 
   received(message) {
     const type = message.message_type;
+    if (type === "file-data") return this.incoming.header(message);
+    if (type === "file" && message.content === "fail" && this.incoming.failed(message)) return;
     if (Session.isReply(message)) {
       const queue = this.waiting.get(type) || this.waiting.get("error");
       if (queue && queue.length) queue.shift()(message);
