@@ -62,7 +62,8 @@ class Client(Protocol):
 
 async def connect(reactor, port, name, presence="delta"):
     client = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
-    await client.request({"message_type": "register", "username": name, "password": "pw"})
+    reply = await client.request({"message_type": "register", "username": name, "password": "pw"})
+    assert reply["content"] == "success", reply
     reply = await client.request({"message_type": "login", "username": name, "password": "pw",
                                   "presence": presence})
     assert reply["content"] == "success", reply

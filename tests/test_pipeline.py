@@ -214,3 +214,33 @@ def test_many_senders_at_once_keep_each_conversation_in_order(server):
         author, i = message["content"].split(":")
         seen.setdefault(author, []).append(int(i))
     assert all(sequence == list(range(count)) for sequence in seen.values()) and len(seen) == pairs - 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_sends_waiting_for_their_checks_keep_the_connection_order(server):
+    """A send with a <file> reference (its grant is looked up first) or, on a
+    friends-only server, any private send waits for its checks: the sends
+    behind it wait their turn, and one refused there holds none of them up."""
+    alice, = yield server.logged_in("alice", acks=True)
+    bob, carol = yield server.logged_in("bob", "carol")
+    count = 30
+    for i in range(count):
+        alice.send(word("alice", "bob", f"{i} <file>alice_{i}_a.png</file>" if i % 3 else f"{i}"))
+    ids, got = [], []
+    for _ in range(count):
+        ids.append((yield alice.next("word", reply=True))["id"])
+        got.append(int((yield bob.next("word"))["content"].split()[0]))
+    assert got == list(range(count)) and ids == sorted(ids)
+    server.chat.friends_only = True
+    yield alice.op("friend_request", friend="bob")
+    yield bob.op("friend_accept", friend="alice")
+    for to, text in (("bob", "first"), ("carol", "refused"), ("bob", "second")):
+        alice.send(word("alice", to, text))
+    replies = []
+    for _ in range(3):
+        replies.append((yield alice.next("word", reply=True)))
+    assert [reply["content"] for reply in replies] == ["success", "fail", "success"]
+    assert replies[1]["reason"] == "not a friend"
+    assert (yield bob.next("word"))["content"] == "first"
+    assert (yield bob.next("word"))["content"] == "second"
+    assert not carol.of_type("word")

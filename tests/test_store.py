@@ -127,6 +127,20 @@ async def test_one_group_commit_stores_many_and_fails_only_the_bad_ones(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_resend_between_new_messages_leaves_each_its_own_id(store):
+    await users(store, "a", "b")
+    old = await store.messages.add(message("a", "b", "old", "c-old"), pending_for=["b"])
+    first, again, second = await defer.gatherResults([  # one group commit
+        store.messages.add(message("a", "b", text, client_id), pending_for=["b"])
+        for text, client_id in (("new 1", "c1"), ("old", "c-old"), ("new 2", "c2"))
+    ])
+    assert again.duplicate and again.id == old.id
+    assert not first.duplicate and not second.duplicate
+    queued = {row["id"]: row["message"] for row in await store.messages.pending("b")}
+    assert queued == {old.id: "old", first.id: "new 1", second.id: "new 2"}
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_group_commit_holds_at_most_a_mebibyte_of_text(store, monkeypatch):
     await users(store, "a", "b")
     batches = []

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from neochat.chat import audit
 from neochat.chat.accounts import check_account_name
-from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotFound, NotLoggedIn
+from neochat.chat.errors import BadRequest, ChatError, Conflict, Forbidden, NotLoggedIn
 from neochat.chat.files import references
 from neochat.chat.friends import Friends
 from neochat.chat.groups import Groups, check_group_id
@@ -23,9 +23,9 @@ from neochat.chat.model import (
 )
 from neochat.chat.presence import FORMS, FULL, INTERVAL, Presence
 from neochat.chat.profiles import Profiles, check_profile
+from neochat.chat.sending import Send
 from neochat.chat.session import BEHIND_DEADLINE, Session
 from neochat.latency import Histogram
-from neochat.store.database import ClientIdReused, MissingReference, NotAMember
 
 log = Logger()
 
@@ -52,7 +52,7 @@ class Chat:
         self.profiles = Profiles(store.users)
         self.presence = Presence(router, reactor, presence_interval)
         self.behind_deadline = behind_deadline
-        self._inflight = set()
+        self.in_flight = set()  # Deferreds of work under way (message sends...): drain waits for them
         self._client_id_prefix = "s-" + uuid.uuid4().hex + "-"
         self._client_ids = itertools.count()
         self._written = []  # (account, message id) to drop from pending
@@ -194,81 +194,56 @@ class Chat:
     # -- messages --------------------------------------------------------
 
     def send_private(self, session, rece_user, content, client_id=None):
+        """Deferred[ChatMessage], fired once the message is committed and
+        delivered.  What is wrong with the request itself is raised at once."""
         self._require_login(session)
-        return self._in_turn(session, self._send_private, rece_user, content, client_id)
+        check_account_name(rece_user)
+        message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
+        checks = self._private_checks(session, message) if self.friends_only or references(content) else None
+        return self._send(session, message, self._deliver_private, pending_for=(rece_user,), checks=checks)
 
     def send_room(self, session, room, content, client_id=None):
         """``room`` "" or "all" is the lobby of everyone online; any other
         value names a group, whose offline members get it at next login."""
         self._require_login(session)
-        return self._in_turn(session, self._send_room, room, content, client_id)
-
-    def _in_turn(self, session, send, *args):
-        turn = session.take_turn()
-        d = defer.maybeDeferred(send, session, turn, *args)
-        return d.addBoth(lambda result: (turn.done(), result)[1])
-
-    @defer.inlineCallbacks
-    def _send_private(self, session, turn, rece_user, content, client_id):
-        check_account_name(rece_user)
-        message = self._new_message(session, PRIVATE, content, client_id, rece_user=rece_user)
-        if self.friends_only and not (yield self.friends.are_friends(session.account, rece_user)):
-            raise Forbidden("not a friend")
-        try:
-            # Granted before the commit, so that messages are delivered in
-            # the order they were stored.
-            yield self._share_files(message, recipients=[rece_user])
-            stored = yield self._store(message, turn, [rece_user])
-        except MissingReference:
-            raise NotFound("unknown recipient")
-        if not stored.duplicate:
-            audit.message(PRIVATE)
-            self.router.deliver(rece_user, message)
-        return message
-
-    @defer.inlineCallbacks
-    def _send_room(self, session, turn, room, content, client_id):
         if room in LOBBY_NAMES:
             message = self._new_message(session, NORMAL, content, client_id)
-            stored = yield self._store(message, turn)
-            if not stored.duplicate:
-                audit.message(LOBBY)
-                self.router.broadcast(message, exclude=message.author)
-            return message
+            return self._send(session, message, self._deliver_lobby)
         message = self._new_message(session, NORMAL, content, client_id, group_id=check_group_id(room))
-        if references(message.content):
-            yield self.groups.require_member(session, message.group_id)
-            yield self._share_files(message, group_id=message.group_id)
-        try:
-            stored = yield self._store(message, turn, group=True)
-        except MissingReference:
-            raise NotFound("unknown group")
-        except NotAMember:
-            raise Forbidden("not a member")
-        if not stored.duplicate:
-            audit.message("group")
-            for account in stored.recipients:
-                self.router.deliver(account, message)
-        return message
+        checks = self._group_checks(session, message) if references(content) else None
+        return self._send(session, message, self._deliver_group, group=True, checks=checks)
+
+    def _send(self, session, message, deliver, **how):
+        """Commit ``message`` in the next group commit, after the sender's
+        earlier messages (sending.py); it gets its id and time, and
+        ``deliver(message, stored)`` hands it out unless it is a resend."""
+        return Send(self, session, message, deliver, **how).sent
 
     @defer.inlineCallbacks
-    def _store(self, message, turn, pending_for=(), group=False):
-        """Commit ``message`` in the next group commit, after the sender's
-        previous message; it gets its id and time.  A resend of a stored
-        message comes back ``duplicate``."""
-        yield turn.wait()
-        messages = self.store.messages
-        try:
-            queued = messages.add_to_group(message) if group else messages.add(message, pending_for)
-        finally:
-            turn.done()
-        try:
-            stored = yield self._track(queued)
-        except ClientIdReused:
-            raise Conflict("client_id reused")
-        message.id, message.create_time = stored.id, stored.create_time
-        self.commit_latency.observe(time.monotonic() - message.arrived)
-        return stored
+    def _private_checks(self, session, message):
+        if self.friends_only and not (yield self.friends.are_friends(session.account, message.rece_user)):
+            raise Forbidden("not a friend")
+        # Granted before the commit, so that messages are delivered in the
+        # order they were stored.
+        yield self._share_files(message, recipients=[message.rece_user])
+
+    @defer.inlineCallbacks
+    def _group_checks(self, session, message):
+        yield self.groups.require_member(session, message.group_id)
+        yield self._share_files(message, group_id=message.group_id)
+
+    def _deliver_private(self, message, stored):
+        audit.message(PRIVATE)
+        self.router.deliver(message.rece_user, message)
+
+    def _deliver_lobby(self, message, stored):
+        audit.message(LOBBY)
+        self.router.broadcast(message, exclude=message.author)
+
+    def _deliver_group(self, message, stored):
+        audit.message("group")
+        for account in stored.recipients:
+            self.router.deliver(account, message)
 
     @defer.inlineCallbacks
     def history(self, session, with_user=None, group_id=None, before_id=None, count=HISTORY_PAGE):
@@ -344,10 +319,10 @@ class Chat:
 
     def _track(self, deferred):
         """Keep a handle on work in flight so shutdown can wait for it."""
-        self._inflight.add(deferred)
+        self.in_flight.add(deferred)
 
         def done(result):
-            self._inflight.discard(deferred)
+            self.in_flight.discard(deferred)
             return result
 
         return deferred.addBoth(done)
@@ -356,5 +331,5 @@ class Chat:
     def drain(self):
         """Finish every write already accepted (called before the pool closes)."""
         self._flush_written_now()
-        while self._inflight:
-            yield defer.DeferredList(list(self._inflight), consumeErrors=True)
+        while self.in_flight:
+            yield defer.DeferredList(list(self.in_flight), consumeErrors=True)

@@ -17,8 +17,6 @@ and its next login replays it.
 import time
 from collections import deque
 
-from twisted.internet import defer
-
 from neochat.chat import audit
 from neochat.chat.errors import ChatError
 from neochat.chat.model import ChatMessage, Notice
@@ -59,17 +57,27 @@ class Session:
         self._queued_bytes = 0
         self._presence_due = False
         self._deadline = None
-        self._last_turn = None
+        self._line = deque()  # message sends waiting for their checks or those before them
 
     @property
     def logged_in(self):
         return self.account is not None
 
-    def take_turn(self):
-        """A message send's place in line: a connection's sends overlap
-        (services/dialect.py), yet reach the store in the order they came."""
-        self._last_turn = turn = Turn(self._last_turn)
-        return turn
+    def in_line(self, send):
+        """A connection's message sends overlap (services/dialect.py), yet
+        reach the store in the order they came: ``send.store()`` runs once
+        ``send.ready`` is true (its checks are over) and every send that
+        came before has been stored.  A send that becomes ready later
+        calls ``advance``."""
+        if not self._line and send.ready:
+            send.store()
+        else:
+            self._line.append(send)
+
+    def advance(self):
+        line = self._line
+        while line and line[0].ready:
+            line.popleft().store()
 
     @property
     def writable(self):
@@ -198,27 +206,3 @@ def _let_go(event):
     clip = _clip_of(event)
     if clip is not None:
         clip.discard()
-
-
-class Turn:
-    """``wait()`` fires once the previous turn is ``done()``."""
-
-    def __init__(self, previous):
-        self._previous = previous
-        self._done = False
-        self._waiters = []
-
-    def wait(self):
-        previous, self._previous = self._previous, None
-        if previous is None or previous._done:
-            return defer.succeed(None)
-        waiter = defer.Deferred()
-        previous._waiters.append(waiter)
-        return waiter
-
-    def done(self):
-        if not self._done:
-            self._done = True
-            self._previous = None
-            for waiter in self._waiters:
-                waiter.callback(None)

@@ -60,6 +60,7 @@ class Dialect:
         self._watcher = UNWATCHED
         self._ended = False  # closed after a Rejected(close=True): nothing more runs
         self._input_ended = False
+        self._starved = False  # the last pump stopped for want of bytes
         if hasattr(transport, "bufferSize"):  # TCP; TLS keeps its own
             transport.bufferSize = WRITE_BUFFER
         transport.registerProducer(self, True)
@@ -191,6 +192,7 @@ class Dialect:
         self._pump()
 
     def _pump(self):
+        self._starved = False
         # A client that does not read its replies gets no more of them.
         while not self._behind and not self._ended and not self._lent:
             if self._next is None:
@@ -198,6 +200,7 @@ class Dialect:
                     break
                 item = self.next_item()
                 if item is None:
+                    self._starved = not self._input_ended
                     if self._input_ended and not self._in_flight:
                         # All answered: the account goes offline now, not at the close.
                         self.chat.disconnected(self.session)
@@ -249,21 +252,26 @@ class Dialect:
             except ChatError as refused:
                 # Without its traceback, which would hold the request (a
                 # clip's body) in a reference cycle until the next collection.
-                slot.refused(refused.with_traceback(None))
+                slot.finish(refused.with_traceback(None))
             except Exception:
-                slot.failed(Failure())
+                slot.finish(Failure())
             else:
                 if isinstance(result, defer.Deferred):
-                    result.addCallbacks(slot.succeeded, slot.failed).addBoth(self._done)
+                    result.addBoth(self._done, slot)
                     return
-                slot.succeeded(result)
+                slot.finish(result)
         else:
-            slot.refused(error)
+            slot.finish(error)
         self._answer()
 
-    def _done(self, _):
+    def _done(self, outcome, slot):
+        """``outcome``: the reply or a Failure."""
+        slot.finish(outcome)
         self._answer()
-        self._pump()
+        if self._starved:  # the last pump read every whole request: none can start before more bytes
+            self._watcher.pumped()
+        else:
+            self._pump()
 
     def _answer(self):
         """Replies go out in the order the requests came (none while the
@@ -337,14 +345,8 @@ class _Slot:
         self.finished = False
         self.outcome = None  # the reply, a ChatError, a Rejected or a Failure
 
-    def succeeded(self, reply):
-        self.finished, self.outcome = True, reply
-
-    def failed(self, failure):
-        self.finished, self.outcome = True, failure
-
-    def refused(self, error):
-        self.finished, self.outcome = True, error
+    def finish(self, outcome):
+        self.finished, self.outcome = True, outcome
 
 
 def pipelined(when):

@@ -162,7 +162,6 @@ class JsonDialect(Dialect):
         return {"message_type": "update_online_user", "online_user": list(online)}
 
     @pipelined(when=lambda request: str(request.get("chat_type")).lower() == PRIVATE)
-    @defer.inlineCallbacks
     def cmd_word(self, request):
         """``chat_type`` private or normal (any case; group, public, lobby and
         all mean normal).  Without one, a ``rece_user`` that is an account
@@ -172,31 +171,39 @@ class JsonDialect(Dialect):
         self._check_own_name(request, "send_user", required=False)
         content = field(request, "content")
         client_id = field(request, "client_id", required=False)
-        rece_user = field(request, "rece_user", default="", required=False)
-        if chat_type == PRIVATE:
-            message = yield self.chat.send_private(self.session, field(request, "rece_user"), content, client_id)
-        elif chat_type in NORMAL_TYPES:
-            message = yield self._send_normal(rece_user, content, client_id)
-        elif chat_type is not None:
-            raise BadRequest("unknown chat_type: send private or normal")
-        elif rece_user in LOBBY_NAMES:
-            message = yield self.chat.send_room(self.session, rece_user, content, client_id)
+        if chat_type == PRIVATE:  # the common case: no generator on its way
+            sending = self.chat.send_private(self.session, field(request, "rece_user"), content, client_id)
         else:
-            try:
-                message = yield self.chat.send_private(self.session, rece_user, content, client_id)
-            except NotFound as no_account:  # perhaps a group
-                try:
-                    message = yield self.chat.send_room(self.session, rece_user, content, client_id)
-                except NotFound:
-                    raise no_account
+            rece_user = field(request, "rece_user", default="", required=False)
+            sending = self._send_unnamed(chat_type, rece_user, content, client_id)
+        return sending.addCallback(self._word_sent, request["message_type"])
+
+    def _word_sent(self, message, message_type):
         if self.session.acknowledges:
             return {
-                "message_type": request["message_type"],
+                "message_type": message_type,
                 "content": "success",
                 "id": message.id,
                 "time": message.create_time,
                 "client_id": message.client_id,
             }
+
+    @defer.inlineCallbacks
+    def _send_unnamed(self, chat_type, rece_user, content, client_id):
+        """A word whose chat_type is normal, or missing."""
+        if chat_type in NORMAL_TYPES:
+            return (yield self._send_normal(rece_user, content, client_id))
+        if chat_type is not None:
+            raise BadRequest("unknown chat_type: send private or normal")
+        if rece_user in LOBBY_NAMES:
+            return (yield self.chat.send_room(self.session, rece_user, content, client_id))
+        try:
+            return (yield self.chat.send_private(self.session, rece_user, content, client_id))
+        except NotFound as no_account:  # perhaps a group
+            try:
+                return (yield self.chat.send_room(self.session, rece_user, content, client_id))
+            except NotFound:
+                raise no_account
 
     cmd_send_message = cmd_word  # seed 002's plugin call SendMessage
 

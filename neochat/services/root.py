@@ -40,10 +40,11 @@ LOOPBACK = "127.0.0.1"
 RETENTION_CHECK_SECONDS = 3600
 TOKEN_KEY_FILE = "token.key"
 
-# Messages in flight are many young objects (Deferreds, generators): collect
-# the young generation less often than Python's default (700, 10, 10), so
-# that collections do not rescan thousands of messages in flight every few
-# hundred allocations (3x the throughput at 100 senders with 100 in flight).
+# Messages in flight are many young objects (requests, messages, their sends):
+# collect the young generation less often than Python's default (700, 10, 10),
+# so that collections do not rescan thousands of messages in flight every few
+# hundred allocations (100 senders with 100 in flight: 55 µs of CPU per
+# message with these thresholds, 81-94 µs with the default ones).
 GC_THRESHOLDS = (50_000, 20, 20)
 
 

@@ -2,9 +2,12 @@
 
 Messages (with their pending-queue rows) and pending-queue deletes that
 arrive while a transaction is running, or within one reactor turn, are
-written together in ONE transaction with multi-row INSERTs, as Synapse's
-event persistence queue does.  Each caller's Deferred fires only after that
-commit, so nothing is acknowledged or delivered before it is durable.
+written together in ONE transaction, as Synapse's event persistence queue
+does: multi-row INSERTs over the network (MySQL), one prepared statement run
+per row in process (SQLite).  Each caller hears of its message only after
+that commit, so nothing is acknowledged or delivered before it is durable:
+through a plain callback (``queue``, the send path: no Deferred per
+message) or a Deferred (``add``).
 
 A batch is retried whole on MySQL's transient errors (store/database.py):
 rows are keyed on (author, client_id), so a retried batch finds what an
@@ -13,7 +16,8 @@ earlier attempt committed and stores nothing twice.  One request's failure
 """
 
 from collections import deque
-from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -33,8 +37,7 @@ MESSAGE_COLUMNS = ("client_id", "author", "rece_user", "group_id", "chat_type", 
                    "message", "create_time")
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What a stored message's caller learns after the commit."""
 
     id: int
@@ -44,10 +47,12 @@ class Stored:
 
 
 class _Write:
-    def __init__(self, message, pending_for):
+    __slots__ = ("message", "pending_for", "on_stored", "inserted_before", "result")
+
+    def __init__(self, message, pending_for, on_stored):
         self.message = message
         self.pending_for = pending_for
-        self.deferred = defer.Deferred()
+        self.on_stored = on_stored
         self.inserted_before = False  # an earlier attempt of this batch inserted it
         self.result = None  # Stored or an exception, set in the transaction
 
@@ -65,10 +70,15 @@ class MessageBatcher:
 
     def add(self, message, pending_for=()):
         """Deferred[Stored]; ``pending_for`` is a sequence of accounts or GROUP."""
-        write = _Write(message, pending_for if pending_for is GROUP else tuple(pending_for))
-        self._writes.append(write)
+        stored = defer.Deferred()
+        self.queue(message, pending_for, partial(_settle, stored))
+        return stored
+
+    def queue(self, message, pending_for, on_stored):
+        """``add`` without a Deferred: after the commit, ``on_stored(result)``
+        gets the Stored, or the exception that refused this message."""
+        self._writes.append(_Write(message, pending_for if pending_for is GROUP else tuple(pending_for), on_stored))
         self._schedule()
-        return write.deferred
 
     def delivered(self, rows):
         """Deferred: drop (account, message id) pairs from the pending queues."""
@@ -136,10 +146,10 @@ class MessageBatcher:
             if write.result is None:
                 continue
             result, write.result = write.result, None
-            if isinstance(result, Exception):
-                write.deferred.errback(result)
-            else:
-                write.deferred.callback(result)
+            try:
+                write.on_stored(result)
+            except Exception:
+                log.failure("after storing {message!r}", message=write.message)
 
     # -- in the pool thread ---------------------------------------------------
 
@@ -179,9 +189,7 @@ class MessageBatcher:
             pending.extend((account, ids[key]) for account in recipients)
             write.inserted_before = True
             write.result = Stored(ids[key], message.create_time, recipients, False)
-        for rows in _chunks(pending, ROWS_PER_INSERT):
-            txn.execute("INSERT INTO pending (user_account, message_id) VALUES "
-                        + ", ".join(["(?, ?)"] * len(rows)), [value for row in rows for value in row])
+        self._insert_pending(txn, pending)
         for write in batch:  # later writes of a client id claimed in this batch
             if isinstance(write.result, _Pending):
                 write.result = write.result.resolve()
@@ -222,27 +230,41 @@ class MessageBatcher:
         ).fetchall()}
 
     def _insert_messages(self, txn, writes):
-        """One INSERT ... RETURNING per chunk, skipping keys stored before
-        (and, on MySQL, rows whose reference vanished since the checks);
+        """Insert the messages, skipping keys stored before (and, on MySQL,
+        rows whose reference vanished since the checks);
         {(author, client_id): id} of the rows inserted."""
-        ids = {}
-        for chunk in _chunks(writes, self.db.dialect.messages_per_insert):
-            values = []
-            for write in chunk:
-                m = write.message
-                values += [m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation,
-                           m.content, m.create_time]
-            row_marks = "(" + _marks(MESSAGE_COLUMNS) + ")"
-            dialect = self.db.dialect
-            rows = txn.execute(
-                f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
-                + ", ".join([row_marks] * len(chunk)) + f"{dialect.on_conflict_ignore} RETURNING id, author, client_id",
-                values,
-            ).fetchall()
-            ids.update(((author, client_id), message_id) for message_id, author, client_id in rows)
-        return ids
+        dialect = self.db.dialect
+        insert = f"{dialect.insert_ignore} INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES "
+        rows = [(m.client_id, m.author, m.rece_user, m.group_id, m.chat_type, m.conversation, m.content,
+                 m.create_time) for m in (write.message for write in writes)]
+        if not rows:
+            return {}
+        if dialect.in_process:
+            # One writer (SqliteDialect): the rows above the largest id
+            # before the insert are the ones it inserted.
+            before = txn.execute("SELECT COALESCE(MAX(id), 0) FROM messages").scalar()
+            txn.executemany(_one_row(insert, rows) + dialect.on_conflict_ignore, rows)
+            found = txn.execute("SELECT id, author, client_id FROM messages WHERE id > ?", (before,)).fetchall()
+        else:
+            found = []
+            for chunk in _chunks(rows, ROWS_PER_INSERT):
+                found += txn.execute(*_many_rows(insert, chunk, " RETURNING id, author, client_id")).fetchall()
+        return {(author, client_id): message_id for message_id, author, client_id in found}
+
+    def _insert_pending(self, txn, rows):
+        if not rows:
+            return
+        insert = "INSERT INTO pending (user_account, message_id) VALUES "
+        if self.db.dialect.in_process:
+            txn.executemany(_one_row(insert, rows), rows)
+        else:
+            for chunk in _chunks(rows, ROWS_PER_INSERT):
+                txn.execute(*_many_rows(insert, chunk))
 
     def _delete(self, txn, rows):
+        if self.db.dialect.in_process:
+            txn.executemany("DELETE FROM pending WHERE user_account = ? AND message_id = ?", rows)
+            return
         by_account = {}
         for account, message_id in rows:
             by_account.setdefault(account, set()).add(message_id)
@@ -318,6 +340,13 @@ class _Pending:
         return Stored(stored.id, stored.create_time, stored.recipients, True)
 
 
+def _settle(deferred, result):
+    if isinstance(result, Exception):
+        deferred.errback(result)
+    else:
+        deferred.callback(result)
+
+
 def _duplicate_of(first, message):
     m = first.message
     if not _same(m, message.rece_user, message.group_id, message.chat_type, message.content):
@@ -337,6 +366,18 @@ def _resend_result(row, message, write):
 def _same(message, rece_user, group_id, chat_type, content):
     return (message.rece_user, message.group_id, message.chat_type, message.content) == (
         rece_user, group_id, chat_type, content)
+
+
+def _one_row(insert, rows):
+    """``insert`` ("INSERT ... VALUES ") for one row like those of ``rows``,
+    to run once per row (executemany): in process, rows are cheap one by one."""
+    return insert + "(" + _marks(rows[0]) + ")"
+
+
+def _many_rows(insert, rows, tail=""):
+    """One statement inserting all ``rows``: (sql, values)."""
+    marks = "(" + _marks(rows[0]) + ")"
+    return insert + ", ".join([marks] * len(rows)) + tail, [value for row in rows for value in row]
 
 
 def _marks(values):

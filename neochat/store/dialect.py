@@ -17,10 +17,11 @@ class SqliteDialect:
     module = "sqlite3"
     # INSERT that skips rows whose unique key exists: head and tail
     insert_ignore, on_conflict_ignore = "INSERT", " ON CONFLICT DO NOTHING"
-    # Messages per INSERT in a group commit.  One: sqlite3 caches each
-    # statement with the values last bound to it, so a 200-row statement
-    # would keep up to 200 message texts alive; rows are cheap in-process.
-    messages_per_insert = 1
+    # Statements cost no round trip: a group commit runs one short prepared
+    # statement per row (executemany) rather than long multi-row ones, which
+    # cost more to build and which sqlite3 would cache with the values last
+    # bound to them (up to 200 message texts kept alive).
+    in_process = True
     ddl_macros = {
         "auto_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "text": "TEXT",
@@ -77,7 +78,7 @@ class MysqlDialect:
     name = "mysql"
     module = "MySQLdb"
     insert_ignore, on_conflict_ignore = "INSERT IGNORE", ""
-    messages_per_insert = 200  # one round trip for many rows
+    in_process = False  # one round trip for many rows: multi-row statements
     ddl_macros = {
         "auto_id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "text": "MEDIUMTEXT",

@@ -32,6 +32,12 @@ class MessageStore:
         Deferred[Stored]; MissingReference, NotAMember."""
         return self.batcher.add(message, GROUP)
 
+    def queue(self, message, on_stored, pending_for=(), group=False):
+        """``add`` (with ``group``, ``add_to_group``) without a Deferred, for
+        the send path: after the commit, ``on_stored(result)`` gets the
+        Stored, or the exception that refused the message."""
+        self.batcher.queue(message, GROUP if group else pending_for, on_stored)
+
     def settled(self):
         """Deferred: every write queued so far is committed."""
         return self.batcher.settled()

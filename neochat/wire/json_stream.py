@@ -304,7 +304,13 @@ def _malformed(reason, message_type):
     return Malformed(reason, message_type if isinstance(message_type, str) else None)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per call
+
+
 def encode(obj, default=None):
     """One object per line, UTF-8, as the server always sends."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default)
+    if default is None:
+        text = _ENCODER.encode(obj)
+    else:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default)
     return text.encode("utf-8") + b"\n"
