@@ -102,6 +102,44 @@ async def test_token_of_another_account_or_forged_or_after_a_password_change_is_
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_reconnect_storm_gives_each_account_its_own_pending_messages_once(server):
+    """Logins that arrive together share their reads (neochat/store/reads.py):
+    each account still gets its own messages, in order and once, and its
+    friends hear that it came online."""
+    names = [f"u{number}" for number in range(18)]  # with the watcher, within connections_per_address
+    watcher, = await server.logged_in("watcher", acks=True)  # receipts: committed
+    tokens = {}
+    for name in names:
+        client = await server.client()
+        assert (await register(client, "json", name))[0]
+        ok, reply = await login(client, "json", name, PASSWORD, resume=True)
+        tokens[name] = reply["token"]
+        if name in ("u0", "u1"):
+            await watcher.op("friend_request", friend=name)
+            await client.op("friend_accept", friend="watcher")
+        await client.close()
+        await server.offline(name)
+    expected = {name: [f"{name}:{k}" for k in range(number % 3)] for number, name in enumerate(names)}
+    for name, contents in expected.items():
+        for content in contents:
+            reply = await watcher.request({"message_type": "word", "chat_type": "private", "send_user": "watcher",
+                                           "rece_user": name, "content": content, "client_id": content})
+            assert reply["content"] == "success", reply
+    clients = {name: await server.client() for name in names}
+    for name, client in clients.items():  # all at once: no reply awaited in between
+        client.send({"message_type": "login", "username": name, "token": tokens[name]})
+    for name, client in clients.items():
+        assert (await client.next("login", reply=True))["content"] == "success", name
+    for name, client in clients.items():
+        assert [(await client.next("word"))["content"] for _ in expected[name]] == expected[name]
+    told = set()  # (u0's first login may have been announced after the friendship too)
+    while told != {"u0", "u1"}:
+        told.add((await watcher.next("friend_online"))["friend"])
+    await task.deferLater(reactor, 0.3, lambda: None)
+    assert not [name for name, client in clients.items() if client.of_type("word")], "a message came twice"
+
+
+@pytest_twisted.ensureDeferred
 async def test_token_expires(settings):
     settings.token_lifetime = 1
     running = await serve(settings)

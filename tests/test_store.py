@@ -67,6 +67,30 @@ async def test_pending_queue_pages_and_drains(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_reads_asked_together_share_queries_of_at_most_max_keys_and_each_gets_its_own(store):
+    names = [f"u{n}" for n in range(7)]
+    await users(store, "a", *names)
+    for n, name in enumerate(names):
+        for k in range(n % 3):
+            await store.messages.add(message("a", name, f"{name}:{k}", f"{name}-{k}"), pending_for=[name])
+    asked = []
+    for batched in (store.users._hashes, store.messages._pending):
+        batched.max_keys = 3
+        lookup = batched.lookup
+        batched.lookup = lambda keys, lookup=lookup: asked.append(len(keys)) or lookup(keys)
+    hashes = await defer.gatherResults([store.users.password_hash(name) for name in names + ["nobody", "u0"]])
+    assert hashes == ["hash-" + name for name in names] + [None, "hash-u0"]
+    assert asked == [3, 3, 2]  # nine asked, eight distinct
+    pages = await defer.gatherResults(
+        [store.messages.pending(name) for name in names] + [store.messages.pending("u2", after_id=0, limit=1)])
+    assert [[row["message"] for row in page] for page in pages] == [
+        [f"{name}:{k}" for k in range(n % 3)] for n, name in enumerate(names)] + [["u2:0"]]
+    first = pages[2][0]["id"]
+    assert [row["message"] for row in await store.messages.pending("u2", after_id=first)] == ["u2:1"]
+    assert asked == [3, 3, 2, 3, 3, 2, 1]
+
+
+@pytest_twisted.ensureDeferred
 async def test_same_client_id_is_one_message(store):
     await users(store, "a", "b")
     first = await store.messages.add(message("a", "b", "x", "same"), pending_for=["b"])

@@ -73,6 +73,5 @@ class Friends:
     @defer.inlineCallbacks
     def announce(self, account, online):
         """Tell ``account``'s friends it came online or went offline."""
-        lists = yield self.store.friends.of(account)
-        for friend in lists["friends"]:
+        for friend in (yield self.store.friends.friends(account)):
             self._tell(friend, "friend_online" if online else "friend_offline", friend=account)

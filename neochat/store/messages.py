@@ -1,6 +1,7 @@
 """Chat records, pending (not yet delivered) messages and history pages."""
 
 from neochat.store.batch import GROUP, MessageBatcher
+from neochat.store.reads import BatchedRead
 
 COLUMNS = ("id", "client_id", "author", "rece_user", "group_id", "chat_type", "message", "create_time")
 SELECT_COLUMNS = ", ".join(COLUMNS)
@@ -11,6 +12,7 @@ class MessageStore:
     def __init__(self, db):
         self.db = db
         self.batcher = MessageBatcher(db, db.reactor)
+        self._pending = BatchedRead(db.reactor, self._pending_pages, missing=[])
 
     def add(self, message, pending_for=()):
         """Commit ``message`` (a ChatMessage without id) and queue it for the
@@ -41,15 +43,27 @@ class MessageStore:
         return self.batcher.settled()
 
     def pending(self, account, after_id=0, limit=500):
-        """Deferred[list of row dicts]: undelivered messages, oldest first."""
-        return self.db.read(
-            lambda txn: txn.execute(
-                f"SELECT {JOINED_COLUMNS}"
+        """Deferred[list of row dicts]: undelivered messages, oldest first.
+        Pages asked for together (a login storm) are read in one query."""
+        return self._pending.get((account, after_id, limit))
+
+    def _pending_pages(self, pages):
+        """{(account, after_id, limit): rows} for each page, in one statement:
+        each page is its own index range, so one arm of a UNION ALL."""
+        def select(txn):
+            arms = " UNION ALL ".join(
+                f"SELECT * FROM (SELECT {number} AS page, {JOINED_COLUMNS}"
                 " FROM pending p JOIN messages m ON m.id = p.message_id"
-                " WHERE p.user_account = ? AND p.message_id > ? ORDER BY p.message_id LIMIT ?",
-                (account, after_id, limit),
-            ).dicts()
-        )
+                f" WHERE p.user_account = ? AND p.message_id > ? ORDER BY p.message_id LIMIT ?) AS page{number}"
+                for number in range(len(pages))
+            )
+            rows = {page: [] for page in pages}
+            for row in sorted(txn.execute(arms, [value for page in pages for value in page]).dicts(),
+                              key=lambda row: row["id"]):
+                rows[pages[row.pop("page")]].append(row)
+            return rows
+
+        return self.db.read(select)
 
     def delivered(self, rows):
         """Deferred: drop (account, message id) pairs from the pending

@@ -5,6 +5,7 @@ an accepted friendship is a row each way with is_relationship 1.
 """
 
 from neochat.store.database import MissingReference
+from neochat.store.reads import BatchedRead, marks
 
 REQUESTED, FRIENDS = 0, 1
 
@@ -12,6 +13,7 @@ REQUESTED, FRIENDS = 0, 1
 class FriendStore:
     def __init__(self, db):
         self.db = db
+        self._friends = BatchedRead(db.reactor, self._friends_of_many, missing=[])
 
     def state(self, account, other):
         """Deferred[int or None]: is_relationship of the row account -> other."""
@@ -96,6 +98,25 @@ class FriendStore:
             }
 
         return self.db.run(select)
+
+    def friends(self, account):
+        """Deferred[list]: ``account``'s friends, sorted.  Logins and logouts
+        that come together (announcing themselves) read them in one query."""
+        return self._friends.get(account)
+
+    def _friends_of_many(self, accounts):
+        def select(txn):
+            rows = txn.execute(
+                "SELECT user_account, friend_account FROM friendships"
+                f" WHERE user_account IN ({marks(accounts)}) AND is_relationship = ? ORDER BY friend_account",
+                [*accounts, FRIENDS],
+            ).fetchall()
+            friends = {}
+            for account, friend in rows:
+                friends.setdefault(account, []).append(friend)
+            return friends
+
+        return self.db.read(select)
 
 
 class GroupStore:

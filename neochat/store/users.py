@@ -1,11 +1,14 @@
 """Accounts and profiles (seed 002's user table)."""
 
+from neochat.store.reads import BatchedRead, marks
+
 PROFILE_FIELDS = ("user_name", "user_phone", "sex", "birthday", "address")
 
 
 class UserStore:
     def __init__(self, db):
         self.db = db
+        self._hashes = BatchedRead(db.reactor, self._password_hashes)
 
     def create(self, account, password_hash, now_ms, profile=None):
         """Deferred[bool]: False when the account is taken.  ``profile`` sets
@@ -33,11 +36,16 @@ class UserStore:
         return stored == password_hash
 
     def password_hash(self, account):
-        """Deferred[str or None]."""
-        return self.db.run(
-            lambda txn: txn.execute(
-                "SELECT password_hash FROM users WHERE user_account = ?", (account,)
-            ).scalar()
+        """Deferred[str or None].  Logins that come together (a reconnect
+        storm) read their hashes in one query."""
+        return self._hashes.get(account)
+
+    def _password_hashes(self, accounts):
+        return self.db.read(
+            lambda txn: dict(txn.execute(
+                f"SELECT user_account, password_hash FROM users WHERE user_account IN ({marks(accounts)})",
+                accounts,
+            ).fetchall())
         )
 
     def replace_password_hash(self, account, old, new):
@@ -54,8 +62,7 @@ class UserStore:
         accounts = list(accounts)
 
         def select(txn):
-            marks = ", ".join("?" * len(accounts))
-            txn.execute(f"SELECT user_account FROM users WHERE user_account IN ({marks})", accounts)
+            txn.execute(f"SELECT user_account FROM users WHERE user_account IN ({marks(accounts)})", accounts)
             return {row[0] for row in txn.fetchall()}
 
         return self.db.run(select)
