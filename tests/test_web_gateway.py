@@ -13,6 +13,7 @@ from twisted.internet import reactor, task, threads
 
 from neochat.chat.admission import ADDRESS
 from neochat.tap import Options
+from neochat.web.gateway import MAX_MESSAGE
 from tests.web_clients import WsClient, download, http, upload
 
 MAX_FILE = 512 * 1024
@@ -309,3 +310,20 @@ def test_a_voice_clip_reaches_a_websocket_as_one_text_message(server):
     assert (notice["user_account"], base64.b64decode(notice["body"])) == ("bob", clip)
     bob.send({"message_type": "text", "user_account": "bob", "friends": "alice", "text": "after"})
     assert (yield ws.next("word"))["content"] == "after"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_voice_clip_too_large_for_a_websocket_is_refused_before_its_body(server):
+    """Its base64 JSON would not fit in one WebSocket message: 413 at once,
+    not a 200 for a clip that could never arrive; the sender stays in step."""
+    ws = yield WsClient.connect(server.http_port)
+    yield ws.register_and_login("alice")
+    bob, = yield server.logged_in("bob", dialect="header")
+    clip = b"x" * (MAX_MESSAGE * 3 // 4)
+    reply = yield bob.request({"message_type": "voice", "user_account": "bob", "friends": "alice"}, clip)
+    assert (reply["stat"], reply["reason"]) == (
+        "413", f"voice clip too large for the friend's WebSocket (at most {MAX_MESSAGE} bytes of JSON)")
+    assert list(server.chat.clips.directory.iterdir()) == []
+    bob.send({"message_type": "text", "user_account": "bob", "friends": "alice", "text": "after"})
+    assert (yield ws.next("word"))["content"] == "after"
+    assert not ws.of_type("voice")

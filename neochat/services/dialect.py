@@ -97,6 +97,12 @@ class Dialect:
 
     # -- the session's sink ----------------------------------------------
 
+    @property
+    def largest_message(self):
+        """The most bytes one event may take on this connection (a
+        WebSocket's message size), or None: no bound."""
+        return getattr(self.transport, "largest_message", None)
+
     def send_event(self, event):
         """Encoded once per dialect, however many sessions it goes to; a
         voice clip streamed from its file."""

@@ -29,6 +29,7 @@ from neochat.chat.model import Notice
 VOICE = "voice"
 CHUNK = 64 * 1024  # bytes read from a clip's file at a time
 TOO_LARGE_TO_CROSS = "voice clip too large to reach another node"
+JSON_OVERHEAD = 1024  # a voice event's JSON besides its base64 body, generously
 
 
 def is_voice(headers):
@@ -38,11 +39,19 @@ def is_voice(headers):
 def check_recipient(router, friend, length):
     """Before a clip's body is read: 480 when the friend is online on no
     node; 413 when it is on another node (only a cluster router has such
-    accounts) and the clip too large to cross in its event."""
+    accounts) and the clip too large to cross in its event, or when the
+    friend's connection carries messages of bounded size (a WebSocket) and
+    the clip's JSON form would not fit in one."""
     if not router.is_online(friend):
         raise NotFound("friend offline", stat=480)
-    if length and router.session_of(friend) is None and length > router.max_clip:
+    if not length:
+        return
+    session = router.session_of(friend)
+    if session is None and length > router.max_clip:
         raise ChatError(TOO_LARGE_TO_CROSS, stat=413)
+    largest = getattr(getattr(session, "sink", None), "largest_message", None)
+    if largest is not None and JSON_OVERHEAD + 4 * ((length + 2) // 3) > largest:
+        raise ChatError(f"voice clip too large for the friend's WebSocket (at most {largest} bytes of JSON)", stat=413)
 
 
 @defer.inlineCallbacks

@@ -42,6 +42,8 @@ CLOSE_CODE_BASE = 4000
 class MessageTransport:
     """What ``JsonDialect`` writes to, backed by one WebSocket."""
 
+    largest_message = MAX_MESSAGE  # a text message longer than this closes the socket
+
     def __init__(self, protocol):
         self.protocol = protocol
         self._file_producer = None
