@@ -31,7 +31,12 @@ log = Logger()
 
 LOBBY_NAMES = ("", "all")
 MAX_CONTENT = 60 * 1024  # characters; the line limit bounds bytes anyway
-REPLAY_PAGE = 500
+# A replay reads pending messages in pages: the first small (a connection
+# that falls behind again after a few wastes little), each next one twice
+# as large while the connection keeps up, up to REPLAY_PAGE messages and
+# about REPLAY_BYTES of text.
+FIRST_REPLAY_PAGE, REPLAY_PAGE = 8, 500
+REPLAY_BYTES = 1024 * 1024
 HISTORY_PAGE, MAX_HISTORY_PAGE = 20, 100
 
 
@@ -118,9 +123,10 @@ class Chat:
         try:
             self._flush_written_now()  # what went out before must not come back
             yield self.store.messages.settled()  # acks and deletes just sent
+            page = FIRST_REPLAY_PAGE
             while True:
                 session.missed = False
-                rows = yield self.store.messages.pending(session.account, session.last_id, REPLAY_PAGE)
+                rows = yield self.store.messages.pending(session.account, session.last_id, page)
                 for row in rows:
                     if session.closed or session.paused or session.holding:
                         session.missed = True
@@ -128,8 +134,10 @@ class Chat:
                     session.write(ChatMessage.from_row(row))
                 if session.closed:
                     return
-                if len(rows) < REPLAY_PAGE and not session.missed:
+                if len(rows) < page and not session.missed:
                     break
+                largest = max((len(row["message"]) for row in rows), default=1)
+                page = max(1, min(2 * page, REPLAY_PAGE, REPLAY_BYTES // max(largest, 1)))
         except Exception:
             log.failure("replaying {account}'s pending messages", account=session.account)
             session.drop()  # it loses nothing: the next login replays
