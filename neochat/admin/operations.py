@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from neochat.chat import audit
 from neochat.chat.accounts import MAX_PASSWORD, check_account_name
 from neochat.chat.admission import ACCOUNT, ADDRESS, REGISTRATION, network
-from neochat.chat.errors import BadRequest, Conflict, NotFound
+from neochat.chat.errors import BadRequest, ChatError, Conflict, NotFound
 from neochat.chat.groups import ADMIN, CREATOR, MEMBER, check_group_id
 from neochat.chat.model import now_ms
 
@@ -50,10 +50,13 @@ class Administration:
         self.accounts = accounts
         self.files = files
         self.live = live
+        self._reloads = defer.DeferredLock()  # one admission reload at a time: the last read is the last loaded
         if live is not None and live.cluster is not None:  # what the other nodes ask this one
             live.cluster.answer("admin_online", lambda node: self._online_here())
             live.cluster.answer("admin_kick", lambda node, **args: self._kick_here(**args))
             live.cluster.answer("admin_stats", lambda node: self._live_counts_here())
+            live.cluster.answer("admin_admission", lambda node: self._admission_here())
+            live.cluster.when_subscribed(self._admission_missed)
 
     # -- accounts --------------------------------------------------------
 
@@ -143,23 +146,27 @@ class Administration:
 
     # -- bans and registration -------------------------------------------
 
+    # They are kept in the database.  After a change, every node (in a
+    # cluster: this one, then the others through Redis) reloads them and
+    # drops what they now refuse; a node that was not listening reloads
+    # them when its subscription is back.
+
     @defer.inlineCallbacks
     def ban(self, kind, target, reason=""):
         target = self._ban_target(kind, target)
         added = yield self.admin_store.add_ban(kind, target, reason, now_ms())
-        self.accounts.admission.ban(kind, target, reason)
-        dropped = self._drop_banned(kind, target)
-        audit.banned(kind, target, reason, dropped)
-        return {"kind": kind, "target": target, "new": added, "disconnected": dropped}
+        applied = yield self._admission_changed()
+        audit.banned(kind, target, reason, applied["disconnected"])
+        return dict({"kind": kind, "target": target, "new": added}, **applied)
 
     @defer.inlineCallbacks
     def unban(self, kind, target):
         target = self._ban_target(kind, target)
         if not (yield self.admin_store.remove_ban(kind, target)):
             raise NotFound(f"{kind} not banned")
-        self.accounts.admission.unban(kind, target)
+        applied = yield self._admission_changed()
         log.info("{kind} {target} unbanned", kind=kind, target=target, audit="unban")
-        return {"kind": kind, "target": target}
+        return dict({"kind": kind, "target": target}, **self._nodes_only(applied))
 
     def bans(self):
         return self.admin_store.bans()
@@ -175,33 +182,74 @@ class Administration:
         except ValueError:
             raise BadRequest(f"not an IP address or network: {target}") from None
 
-    def _drop_banned(self, kind, target):
-        """Kick the banned account, or refuse every open connection, TCP or
-        WebSocket, from the network (403 address banned)."""
-        if self.live is None:
-            return 0
-        if kind == ACCOUNT:
-            return int(self._kick(target, "account banned"))
-        admission = self.accounts.admission
-        dropped = 0
-        for connections in self.live.connections:
-            for connection in connections:
-                if admission.address_banned(connection.transport.getPeer().host):
-                    connection.refuse(403, "address banned")
-                    dropped += 1
-        return dropped
-
     @defer.inlineCallbacks
     def registration(self, state=None):
         """Read, or set to "open" or "closed"; kept in the database."""
+        applied = {}
         if state is not None:
             if state not in ("open", "closed"):
                 raise BadRequest("registration is open or closed")
             yield self.admin_store.set_setting(REGISTRATION, state)
-            self.accounts.admission.registration_open = state == "open"
+            applied = yield self._admission_changed()
             log.info("registration {state}", state=state, audit="registration_setting")
         stored = yield self.admin_store.settings()
-        return {"registration": stored.get(REGISTRATION, "open")}
+        return dict({"registration": stored.get(REGISTRATION, "open")}, **self._nodes_only(applied))
+
+    def reload_admission(self):
+        """Bans and the registration state as the database has them now."""
+        return self._reloads.run(self._load_admission)
+
+    @defer.inlineCallbacks
+    def _load_admission(self):
+        bans = yield self.admin_store.bans()
+        self.accounts.admission.load(bans, (yield self.admin_store.settings()))
+
+    @defer.inlineCallbacks
+    def _admission_changed(self):
+        """{"disconnected": n}, and in a cluster "nodes": each node's count
+        or error.  Fails (naming what is done) if the others were not told."""
+        if self.live is None:
+            return {"disconnected": 0}
+        here = yield self._admission_here()
+        cluster = self.live.cluster
+        if cluster is None:
+            return here
+        try:
+            answers = yield cluster.ask_everywhere("admin_admission", here=False)
+        except ChatError as error:
+            raise ChatError(f"stored, and applied on {cluster.node_id} only: {error.reason}", error.stat) from None
+        nodes = [dict(node=cluster.node_id, **here)] + node_rows(answers)
+        return {"disconnected": sum(row.get("disconnected", 0) for row in nodes),
+                "nodes": sorted(nodes, key=lambda row: row["node"])}
+
+    @defer.inlineCallbacks
+    def _admission_here(self):
+        yield self.reload_admission()
+        return {"disconnected": self._drop_refused_here()}
+
+    def _admission_missed(self):
+        self._admission_here().addErrback(lambda failure: log.failure("reloading bans failed", failure))
+
+    @staticmethod
+    def _nodes_only(applied):
+        """Where nobody is dropped, only the nodes that applied it are worth telling."""
+        return {"nodes": applied["nodes"]} if "nodes" in applied else {}
+
+    def _drop_refused_here(self):
+        """Refuse every open connection, TCP or WebSocket, from a banned
+        address (403 address banned), and kick the banned accounts still
+        logged in: how many."""
+        admission = self.accounts.admission
+        dropped = 0
+        for connections in self.live.connections:
+            for connection in list(connections):
+                if admission.address_banned(connection.transport.getPeer().host):
+                    connection.refuse(403, "address banned")
+                    dropped += 1
+        for session in self._sessions_here():
+            if admission.account_banned(session.account) and not admission.address_banned(session.peer_host):
+                dropped += int(self._kick(session.account, "account banned"))
+        return dropped
 
     # -- groups ----------------------------------------------------------
 
@@ -261,14 +309,11 @@ class Administration:
         if self.live.cluster is None:
             counts.update(self._live_counts_here())
             return counts
-        counts["nodes"] = []
-        for node, answered, result in (yield self.live.cluster.ask_everywhere("admin_stats")):
-            if not answered:
-                counts["nodes"].append({"node": node, "error": result.getErrorMessage()})
-                continue
-            counts["nodes"].append(dict(node=node, **result))
-            for name, number in result.items():
-                counts[name] = counts.get(name, 0) + number
+        counts["nodes"] = node_rows((yield self.live.cluster.ask_everywhere("admin_stats")))
+        for row in counts["nodes"]:
+            for name, number in row.items():
+                if name not in ("node", "error"):
+                    counts[name] = counts.get(name, 0) + number
         return counts
 
     def _live_counts_here(self):
@@ -294,6 +339,12 @@ VERBS = {
     "group_create": Administration.group_create, "group_delete": Administration.group_delete,
     "group_role": Administration.group_role, "stats": Administration.stats,
 }
+
+
+def node_rows(answers):
+    """ask_everywhere's answers as rows: {"node": id, **result}, or {"node": id, "error": why}."""
+    return [dict(node=node, **result) if answered else {"node": node, "error": result.getErrorMessage()}
+            for node, answered, result in answers]
 
 
 def run(administration, verb, arguments):

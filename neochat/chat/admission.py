@@ -1,6 +1,7 @@
 """Who may come in: account and address bans, and whether anyone may
 register.  Held in memory (checked on every login and connection), loaded
-from the store at start and changed live by ``neochatctl``."""
+from the store at start and again whenever ``neochatctl`` changes it, on
+every node of a cluster (admin/operations.py)."""
 
 import ipaddress
 

@@ -14,7 +14,7 @@ heartbeat refreshes and that expires after three missed heartbeats; the set
 - ``all``: lobby messages, once for the whole cluster; every node pushes
   them to its own sessions;
 - ``ask:ID``: requests to node ID and answers from it (cluster/asking.py):
-  calls across nodes, the admin tool's live verbs.
+  calls across nodes, the admin tool's live verbs, bans and registration.
 
 A voice clip crosses nodes in its event, so one larger than ``max_clip``
 bytes is refused to its sender (413) rather than sent through Redis.
@@ -105,6 +105,7 @@ class ClusterRouter(service.Service):
         self._snapshots = []  # per snapshot in flight: the announcements meanwhile
         self._abandoned = False
         self.listening = False  # subscribed (tests wait for it)
+        self._on_subscribed = []  # callables run each time the subscription is (back) up
         self.max_clip = max_clip
         self.asking = Asking(node_id, self._publish, reactor, ask_timeout)
         self._beat = task.LoopingCall(self._heartbeat)
@@ -210,15 +211,22 @@ class ClusterRouter(service.Service):
     def answer(self, op, handler):
         self.asking.answer(op, handler)
 
+    def when_subscribed(self, callback):
+        """``callback()`` each time the subscription is (back) up: what was
+        announced while this node did not listen may need reading again."""
+        self._on_subscribed.append(callback)
+
     @defer.inlineCallbacks
-    def ask_everywhere(self, op, **args):
-        """[(node, success, result or Failure)] from every node alive now."""
+    def ask_everywhere(self, op, here=True, **args):
+        """[(node, success, result or Failure)] from every node alive now
+        (without ``here``: but this one)."""
         asked = self.redis.commands.execute_command("EVAL", LIVE_NODES, "1", self._key("nodes"), self.prefix)
         try:
             live = yield asked.addTimeout(self.asking.timeout, self.reactor)
         except defer.TimeoutError:
             raise ChatError("Redis did not answer", 503) from None
-        nodes = sorted(set(live) | {self.node_id})
+        nodes = set(live) - {self.node_id}
+        nodes = sorted(nodes | {self.node_id} if here else nodes)
         results = yield defer.DeferredList([self.ask(node, op, **args) for node in nodes], consumeErrors=True)
         return [(node, ok, value) for node, (ok, value) in zip(nodes, results)]
 
@@ -342,8 +350,7 @@ class ClusterRouter(service.Service):
         accounts again, take a snapshot, and replay every local session's
         pending queue for what was announced while nobody listened."""
         connection.subscribe(list(self._channels)).addCallbacks(
-            lambda _: setattr(self, "listening", True),
-            lambda failure: log.failure("Redis SUBSCRIBE failed", failure))
+            self._listening, lambda failure: log.failure("Redis SUBSCRIBE failed", failure))
         connection.whenDisconnected().addCallback(lambda _: setattr(self, "listening", False))
         accounts = self._key("accounts", self.node_id)
         self._command("DEL", accounts)
@@ -352,6 +359,11 @@ class ClusterRouter(service.Service):
             self._command("PEXPIRE", accounts, self._ttl())
         self._heartbeat()
         self._replay_all()
+
+    def _listening(self, _):
+        self.listening = True
+        for callback in self._on_subscribed:
+            callback()
 
     def _replay_all(self):
         """Every local session catches up from its pending queue."""

@@ -149,8 +149,7 @@ class NeoChatService(service.MultiService):
         before, after = yield upgrade(self.db)
         if before != after:
             log.info("schema upgraded from version {before} to {after}", before=before, after=after)
-        bans = yield self.admin_store.bans()
-        self.accounts.admission.load(bans, (yield self.admin_store.settings()))
+        yield self.administration.reload_admission()
         started = [defer.maybeDeferred(child.startService) for child in self]
         yield defer.gatherResults(started, consumeErrors=True)
         self.started = True
