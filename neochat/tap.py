@@ -184,8 +184,8 @@ class Options(usage.Options):
             self["ftp-passive-ports"] = port_range(self["ftp-passive-ports"])
         if self["ftp-tls-required"] and not (self["ftp-cert"] or any(ssl_files(d) for d in self["listen"])):
             raise usage.UsageError("--ftp-tls-required needs --ftp-cert or an ssl: --listen endpoint")
-        if self["log-format"] == "json" and self.parent is not None:
-            logs.use_json(self.parent)
+        if self.parent is not None:
+            logs.use(self["log-format"], self.parent)
 
     def settings(self):
         settings = Settings(

@@ -9,7 +9,7 @@ import os
 from twisted.application import service
 from twisted.logger import ILogObserver
 
-from neochat.logs import json_observer
+from neochat import logs
 from neochat.config import DB_URL_VARIABLE
 from neochat.services.root import build_service
 from neochat.tap import settings_from_environment
@@ -20,5 +20,5 @@ if not os.environ.get(DB_URL_VARIABLE, "").startswith(("mysql://", "mariadb://")
 settings = settings_from_environment()
 application = service.Application("neochat")
 if settings.log_format == "json":
-    application.setComponent(ILogObserver, json_observer())
+    application.setComponent(ILogObserver, logs.batched("json"))
 build_service(settings, owns_process=True).setServiceParent(application)

@@ -5,12 +5,12 @@
 from twisted.application import service
 from twisted.logger import ILogObserver
 
-from neochat.logs import json_observer
+from neochat import logs
 from neochat.services.root import build_service
 from neochat.tap import settings_from_environment
 
 settings = settings_from_environment()
 application = service.Application("neochat")
 if settings.log_format == "json":
-    application.setComponent(ILogObserver, json_observer())
+    application.setComponent(ILogObserver, logs.batched("json"))
 build_service(settings, owns_process=True).setServiceParent(application)

@@ -27,14 +27,15 @@ def run_twistd(args, cwd, env=None, timeout=START_TIMEOUT):
 
 
 class Server:
-    """A running ``twistd -n neochat`` on a free loopback port, with the cell
-    and FTP servers on any free port, SQLite in ``cwd/data`` unless told."""
+    """A running ``twistd -n TWISTD_ARGS neochat ARGS`` on a free loopback
+    port, with the cell and FTP servers on any free port, SQLite in
+    ``cwd/data`` unless told."""
 
-    def __init__(self, cwd, *args, env=None):
+    def __init__(self, cwd, *args, env=None, twistd_args=()):
         self.port = free_port()
         self.data_dir = Path(cwd) / "data"
         self.process = subprocess.Popen(
-            [TWISTD, "--pidfile=", "-n", "neochat", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+            [TWISTD, "--pidfile=", "-n", *twistd_args, "neochat", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
              "--cell", "0", "--cell-interface", "127.0.0.1", "--relay-ports", "0-0", "--ftp", "0",
              "--ftp-interface", "127.0.0.1", "--data-dir", str(self.data_dir),
              "--argon2-time-cost", "1", "--argon2-memory", "1024", *args],
