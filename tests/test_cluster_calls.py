@@ -175,6 +175,25 @@ def test_a_voice_clip_reaches_a_friend_on_another_node_up_to_the_limit(cluster):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_clip_to_a_friend_behind_on_another_node_waits_in_that_nodes_spool(cluster):
+    """Its sender has its 200: the clip is not dropped while the friend is
+    behind, but waits on disk on the friend's node, as a local clip would."""
+    _, n1, _ = cluster.nodes
+    a, b = yield on_two_nodes(cluster, A, B, dialect="header")
+    session = n1.root.router.session_of(B)
+    session.pause()  # as when B's connection is behind
+    clips = [bytes([n]) * 700 for n in range(3)]
+    for clip in clips:
+        assert (yield a.request(header("voice", A, friends=B), clip))["stat"] == "200"
+    spool = n1.root.chat.clips.directory
+    assert (yield wait_until(lambda: len(list(spool.iterdir())) == 3))
+    session.resume()
+    for clip in clips:
+        assert (yield b.next("voice"))["body"] == clip
+    assert (yield wait_until(lambda: not list(spool.iterdir())))
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_clip_too_large_to_cross_nodes_is_refused_before_its_body(cluster):
     n0, _, _ = cluster.nodes
     a, b = yield on_two_nodes(cluster, A, B, dialect="header")

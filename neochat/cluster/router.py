@@ -17,7 +17,9 @@ heartbeat refreshes and that expires after three missed heartbeats; the set
   calls across nodes, the admin tool's live verbs, bans and registration.
 
 A voice clip crosses nodes in its event, so one larger than ``max_clip``
-bytes is refused to its sender (413) rather than sent through Redis.
+bytes is refused to its sender (413) rather than sent through Redis; the
+recipient's node puts it in its own voice spool, where it waits on disk
+like a local clip while the recipient is behind.
 
 Every heartbeat also takes a snapshot of who is on which node, so that a
 dead node's accounts go offline and a missed announcement is repaired; when
@@ -283,7 +285,23 @@ class ClusterRouter(service.Service):
     def _received_for_node(self, text):
         routing, event = events.open_envelope(text)
         for account in routing["to"]:
-            self._push(self._local.get(account), event)
+            session = self._local.get(account)
+            if session is not None and isinstance(event, Notice) and event.size:  # a clip's bytes
+                try:
+                    self._push(session, self._spooled(event))
+                except ChatError as refused:
+                    log.info("voice clip from another node refused: {reason}", reason=refused)
+            else:
+                self._push(session, event)
+
+    def _spooled(self, event):
+        """A voice clip from another node, moved from its event to this
+        node's voice spool (SpoolFull when there is no room)."""
+        body = event.fields["body"]
+        clip = self.chat.clips.reserve(event.fields.get("user_account"), len(body))
+        clip.write(body)
+        clip.close()
+        return Notice(event.message_type, dict(event.fields, body=clip))
 
     def _received_for_all(self, text):
         routing, event = events.open_envelope(text)
@@ -304,6 +322,8 @@ class ClusterRouter(service.Service):
         try:
             session.push(event)
         except ChatError as refused:
+            if getattr(event, "clip", None) is not None:
+                event.clip.discard()
             log.info("event from another node refused: {reason}", reason=refused)
 
     def _received_presence(self, text):
