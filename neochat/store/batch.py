@@ -23,6 +23,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from neochat.store.database import ClientIdReused, MissingReference, NotAMember
+from neochat.store.drain import Drain
 
 log = Logger()
 
@@ -287,27 +288,17 @@ class GroupCommit:
         self.transaction = transaction
         self.max_batch = max_batch
         self._queue = deque()
-        self._scheduled = None
-        self._running = False
+        self._drain = Drain(db.reactor, lambda: bool(self._queue), self._commit_next)
 
     def submit(self, item):
         """Deferred[the transaction's result for ``item``]."""
         deferred = defer.Deferred()
         self._queue.append((item, deferred))
-        if not self._running and self._scheduled is None:
-            self._scheduled = self.db.reactor.callLater(0, self._flush)
+        self._drain.wake()
         return deferred
 
-    @defer.inlineCallbacks
-    def _flush(self):
-        self._scheduled = None
-        self._running = True
-        try:
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                yield self._commit(batch)
-        finally:
-            self._running = False
+    def _commit_next(self):
+        return self._commit([self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))])
 
     @defer.inlineCallbacks
     def _commit(self, batch):

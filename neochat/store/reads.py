@@ -14,6 +14,8 @@ in it was asked for, so each sees every commit made before it asked.
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from neochat.store.drain import Drain
+
 MAX_KEYS = 200  # per query; SQLite allows 500 arms in a UNION ALL
 
 
@@ -23,44 +25,35 @@ class BatchedRead:
     key get the same result object: they must not change it."""
 
     def __init__(self, reactor, lookup, missing=None, max_keys=MAX_KEYS):
-        self.reactor = reactor
         self.lookup = lookup
         self.missing = missing
         self.max_keys = max_keys
         self._waiting = {}  # key -> [Deferred], in the order first asked
-        self._scheduled = None
-        self._running = False
+        self._drain = Drain(reactor, lambda: bool(self._waiting), self._look_up_next)
 
     def get(self, key):
         """Deferred: ``key``'s result, from the next batch."""
         waiter = defer.Deferred()
         self._waiting.setdefault(key, []).append(waiter)
-        if not self._running and self._scheduled is None:
-            self._scheduled = self.reactor.callLater(0, self._run)
+        self._drain.wake()
         return waiter
 
     @defer.inlineCallbacks
-    def _run(self):
-        self._scheduled = None
-        self._running = True
+    def _look_up_next(self):
+        keys = list(self._waiting)[:self.max_keys]
+        waiters = {key: self._waiting.pop(key) for key in keys}
         try:
-            while self._waiting:
-                keys = list(self._waiting)[:self.max_keys]
-                waiters = {key: self._waiting.pop(key) for key in keys}
-                try:
-                    results = yield self.lookup(keys)
-                except Exception:
-                    failure = Failure()
-                    for key_waiters in waiters.values():
-                        for waiter in key_waiters:
-                            waiter.errback(failure)
-                    continue
-                for key, key_waiters in waiters.items():
-                    result = results.get(key, self.missing)
-                    for waiter in key_waiters:
-                        waiter.callback(result)
-        finally:
-            self._running = False
+            results = yield self.lookup(keys)
+        except Exception:
+            failure = Failure()
+            for key_waiters in waiters.values():
+                for waiter in key_waiters:
+                    waiter.errback(failure)
+            return
+        for key, key_waiters in waiters.items():
+            result = results.get(key, self.missing)
+            for waiter in key_waiters:
+                waiter.callback(result)
 
 
 def marks(values):
