@@ -49,7 +49,7 @@ def check_recipient(router, friend, length):
     session = router.session_of(friend)
     if session is None and length > router.max_clip:
         raise ChatError(TOO_LARGE_TO_CROSS, stat=413)
-    largest = getattr(getattr(session, "sink", None), "largest_message", None)
+    largest = session.sink.largest_message if session is not None else None
     if largest is not None and JSON_OVERHEAD + 4 * ((length + 2) // 3) > largest:
         raise ChatError(f"voice clip too large for the friend's WebSocket (at most {largest} bytes of JSON)", stat=413)
 
