@@ -61,13 +61,11 @@ class _Write:
 class MessageBatcher:
     def __init__(self, db, reactor, max_batch=MAX_BATCH):
         self.db = db
-        self.reactor = reactor
         self.max_batch = max_batch
         self._writes = deque()
         self._deletes = []
         self._waiters = []  # for the deletes and ``settled`` of the next batch
-        self._scheduled = None
-        self._running = False
+        self._drain = Drain(reactor, lambda: bool(self._writes or self._waiters), self._commit_next)
 
     def add(self, message, pending_for=()):
         """Deferred[Stored]; ``pending_for`` is a sequence of accounts or GROUP."""
@@ -79,39 +77,28 @@ class MessageBatcher:
         """``add`` without a Deferred: after the commit, ``on_stored(result)``
         gets the Stored, or the exception that refused this message."""
         self._writes.append(_Write(message, pending_for if pending_for is GROUP else tuple(pending_for), on_stored))
-        self._schedule()
+        self._drain.wake()
 
     def delivered(self, rows):
         """Deferred: drop (account, message id) pairs from the pending queues."""
         self._deletes.extend(rows)
         waiter = defer.Deferred()
         self._waiters.append(waiter)
-        self._schedule()
+        self._drain.wake()
         return waiter
 
     def settled(self):
         """Deferred: fires once everything queued before the call is
         committed (a login's replay reads the queue as its last ack left it)."""
-        if not self._running and self._scheduled is None:
+        if self._drain.idle:
             return defer.succeed(None)
         return self.delivered(())
 
-    def _schedule(self):
-        if not self._running and self._scheduled is None:
-            self._scheduled = self.reactor.callLater(0, self._flush)
-
-    @defer.inlineCallbacks
-    def _flush(self):
-        self._scheduled = None
-        self._running = True
-        try:
-            while self._writes or self._waiters:
-                batch = self._next_batch()
-                deletes, self._deletes = self._deletes, []
-                waiters, self._waiters = self._waiters, []
-                yield self._commit(batch, deletes, waiters)
-        finally:
-            self._running = False
+    def _commit_next(self):
+        batch = self._next_batch()
+        deletes, self._deletes = self._deletes, []
+        waiters, self._waiters = self._waiters, []
+        return self._commit(batch, deletes, waiters)
 
     def _next_batch(self):
         """The oldest writes, up to ``max_batch`` of them and MAX_BATCH_TEXT

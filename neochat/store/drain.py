@@ -17,8 +17,13 @@ class Drain:
         self._scheduled = None
         self._running = False
 
+    @property
+    def idle(self):
+        """No loop runs or is due."""
+        return not self._running and self._scheduled is None
+
     def wake(self):
-        if not self._running and self._scheduled is None:
+        if self.idle:
             self._scheduled = self.reactor.callLater(0, self._run)
 
     @defer.inlineCallbacks
