@@ -1,5 +1,7 @@
 """The store on SQLite and MariaDB: one query set, Deferreds everywhere."""
 
+import os
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer
@@ -199,3 +201,17 @@ def test_database_urls():
     for bad in ("sqlite::memory:", "mysql://u@h/", "postgres://x/y"):
         with pytest.raises(ValueError):
             dialect_from_url(bad, Path("."))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_sqlite_log_is_checkpointed_and_started_over_beside_the_writer(store, db_url):
+    """The writer leaves checkpoints to the checkpointer (store/checkpoint.py),
+    which keeps the database file current and the write-ahead log short."""
+    store.db.checkpointer.interval = 0  # after every write, unless one runs
+    await users(store, "a", "b")
+    for n in range(600):  # about 8 pages of log each: 19 MiB without checkpoints
+        await store.messages.add(message("a", "b", f"{n} " + "x" * 3000, f"c{n}"))
+    path = db_url[len("sqlite:"):]
+    assert os.path.getsize(path + "-wal") < 4 * 1024 * 1024
+    assert os.path.getsize(path) > 600 * 3000

@@ -14,6 +14,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from neochat.latency import Histogram
+from neochat.store.checkpoint import Checkpointer
 
 log = Logger()
 
@@ -94,6 +95,8 @@ class Database:
         self.pool = self._pool(dialect.pool_args())
         read_args = dialect.read_pool_args()
         self.read_pool = self._pool(read_args) if read_args else self.pool
+        checkpoint_args = dialect.checkpoint_pool_args()
+        self.checkpointer = Checkpointer(self._pool(checkpoint_args), self.pool) if checkpoint_args else None
         self._outage = False  # logged once per outage, not per request
         self.retries = Counter()  # "deadlock" or "connection" -> interactions run again
         # interactions as callers wait for them, pool queueing and retries included
@@ -123,6 +126,8 @@ class Database:
 
         def observe(result):
             histogram.observe(time.monotonic() - started)
+            if kind == "write" and self.checkpointer is not None:
+                self.checkpointer.wrote()
             return result
 
         return self._run(pool, interaction, args, kwargs).addBoth(observe)
@@ -167,3 +172,5 @@ class Database:
         self.pool.close()
         if self.read_pool is not self.pool:
             self.read_pool.close()
+        if self.checkpointer is not None:
+            self.checkpointer.pool.close()

@@ -11,6 +11,14 @@ from urllib.parse import unquote, urlsplit
 
 from twisted.enterprise import adbapi
 
+# The writer's own automatic checkpoint, in pages of the write-ahead log: a
+# bound only, for when store/checkpoint.py's checkpointer falls behind (at
+# SQLite's default of 1,000 pages the writer checkpoints every few seconds
+# under load, and every message waiting for its commit waits for that).
+WRITER_CHECKPOINT_PAGES = 16_000
+# Bytes of write-ahead log kept on disk once it starts over.
+WAL_SIZE_KEPT = 16 * 1024 * 1024
+
 
 class SqliteDialect:
     name = "sqlite"
@@ -40,6 +48,10 @@ class SqliteDialect:
         """Readers beside the one writer: WAL lets them see every commit."""
         return self._pool_args(2, self._on_open_reader)
 
+    def checkpoint_pool_args(self):
+        """The checkpointer's connection (store/checkpoint.py)."""
+        return self._pool_args(1, self._on_open_reader)
+
     def _pool_args(self, connections, openfun):
         return (self.path,), dict(check_same_thread=False, cp_min=1, cp_max=connections, cp_openfun=openfun)
 
@@ -53,6 +65,8 @@ class SqliteDialect:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_KEPT}")
         conn.execute("PRAGMA busy_timeout = 5000")
 
     def translate(self, sql):
@@ -114,6 +128,9 @@ class MysqlDialect:
 
     def read_pool_args(self):
         return None  # reads share the pool, sized for them
+
+    def checkpoint_pool_args(self):
+        return None  # InnoDB checkpoints on its own threads
 
     @staticmethod
     def _on_open(conn):
