@@ -24,6 +24,7 @@ setup(
         "prometheus_client>=0.17",
         "textual>=0.80",  # the terminal client, neochat-client
         "autobahn>=24.4",  # the WebSocket gateway of the web client
+        "orjson>=3.9",  # the JSON dialect's codec (neochat/wire/json_stream.py)
     ],
     entry_points={"console_scripts": [
         "neochatctl = neochat.admin.cli:main",

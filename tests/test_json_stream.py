@@ -33,6 +33,15 @@ def test_objects_back_to_back_or_on_lines_split_anywhere(separator):
     assert decode(*(data[i:i + 1] for i in range(len(data)))) == whole
 
 
+def test_numbers_read_as_json_reads_them():
+    """Integers past 64 bits stay exact (orjson, the fast path, would make them
+    floats); NaN and Infinity are refused, 1e400 is read as Python reads it."""
+    big = 2 ** 64 + 1
+    assert decode(b'{"n": %d, "m": -%d}\n' % (big, big)) == [{"n": big, "m": -big}]
+    assert decode(b'{"n": 1e400}\n') == [{"n": float("inf")}]
+    assert reasons(decode(b'{"n": NaN}\n{"n": Infinity}\n')) == ["malformed JSON"] * 2
+
+
 def test_an_object_that_cannot_become_valid_is_reported_at_once():
     decoder = JsonStreamDecoder()
     assert reasons(decode(b'{"message_type": x', decoder=decoder)) == ["malformed JSON"]

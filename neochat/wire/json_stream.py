@@ -29,6 +29,8 @@ import json
 import re
 from dataclasses import dataclass
 
+import orjson
+
 from neochat.wire.json_prefix import (
     BACKSLASH, NEWLINE, OPEN_ARRAY, OPEN_OBJECT, QUOTE, WHITESPACE, Abandoned, Complete, JsonPrefix,
 )
@@ -43,19 +45,14 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 # The fast path: where a plain object may end, and what it leaves to the validator.
 _OBJECT_END = re.compile(rb"\}(?=[{\s]|\Z)")
-_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{")  # surrogates; a line starting with {
+# Surrogates; a line starting with {; 19 digits or more (orjson reads an
+# integer outside 64 bits as a float, json as the exact integer).
+_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{|\d{19}")
 
 # Skipping the rest of a bad value: what matters outside and inside strings.
 _BLANK = re.compile(rb"[ \t\r]*")
 _SKIP_OUTSIDE = re.compile(rb'[{}\[\]"\n]')
 _SKIP_INSIDE = re.compile(rb'["\\\n]')
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-_STRICT = json.JSONDecoder(parse_constant=_no_constant)  # refuses NaN and Infinity
 
 
 @dataclass(frozen=True)
@@ -172,8 +169,9 @@ class JsonStreamDecoder:
     def _fast_object(self):
         """Fast path: a plain object up to the first ``}`` that white space,
         a ``{`` or the end of the bytes so far follows, as most requests are,
-        parsed at C speed.  None sends the value to ``_validate`` (which
-        decides the same for any object this accepts).  Tried once per value
+        parsed by orjson (which refuses NaN and Infinity, as JSON does).
+        None sends the value to ``_validate`` (which decides the same for
+        any object this accepts).  Tried once per value
         (``_validate`` moves on), so no byte is searched twice."""
         buffer = self._buffer
         end = _OBJECT_END.search(buffer, 0, self.max_object) if buffer[:1] == b"{" else None
@@ -183,8 +181,8 @@ class JsonStreamDecoder:
         if text.count(b"{") + text.count(b"[") > self.max_depth or _SLOW_PATH.search(text):
             return None
         try:
-            value = _STRICT.decode(text.decode("utf-8"))
-        except ValueError:  # UnicodeDecodeError is one too
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:  # invalid UTF-8 too
             return None
         if not isinstance(value, dict):
             return None
@@ -304,13 +302,17 @@ def _malformed(reason, message_type):
     return Malformed(reason, message_type if isinstance(message_type, str) else None)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per call
+# orjson hands dataclasses, datetimes and subclasses of built-in types to
+# ``default`` (json would serialise a NamedTuple as a list, for one); what it
+# refuses (a key that is not a string, a NamedTuple) goes to json.
+_ORJSON_OPTIONS = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 
 def encode(obj, default=None):
-    """One object per line, UTF-8, as the server always sends."""
-    if default is None:
-        text = _ENCODER.encode(obj)
-    else:
+    """One object per line, compact, UTF-8, as the server always sends."""
+    try:
+        return orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=default)
-    return text.encode("utf-8") + b"\n"
+        return text.encode("utf-8") + b"\n"
