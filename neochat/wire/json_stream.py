@@ -45,9 +45,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 # The fast path: where a plain object may end, and what it leaves to the validator.
 _OBJECT_END = re.compile(rb"\}(?=[{\s]|\Z)")
-# Surrogates; a line starting with {; 19 digits or more (orjson reads an
-# integer outside 64 bits as a float, json as the exact integer).
-_SLOW_PATH = re.compile(rb"\\u[dD][89a-fA-F]|\n[ \t\r]*\{|\d{19}")
+_LINE_STARTS_OBJECT = re.compile(rb"\n[ \t\r]*\{")
 
 # Skipping the rest of a bad value: what matters outside and inside strings.
 _BLANK = re.compile(rb"[ \t\r]*")
@@ -169,22 +167,25 @@ class JsonStreamDecoder:
     def _fast_object(self):
         """Fast path: a plain object up to the first ``}`` that white space,
         a ``{`` or the end of the bytes so far follows, as most requests are,
-        parsed by orjson (which refuses NaN and Infinity, as JSON does).
-        None sends the value to ``_validate`` (which decides the same for
-        any object this accepts).  Tried once per value
+        parsed by orjson (which refuses NaN and Infinity, as JSON does);
+        cheap tests first, the regular expressions only where they may
+        match.  None sends the value to ``_validate`` (which decides the
+        same for any object this accepts).  Tried once per value
         (``_validate`` moves on), so no byte is searched twice."""
         buffer = self._buffer
         end = _OBJECT_END.search(buffer, 0, self.max_object) if buffer[:1] == b"{" else None
         if end is None:
             return None
         text = bytes(buffer[: end.end()])
-        if text.count(b"{") + text.count(b"[") > self.max_depth or _SLOW_PATH.search(text):
+        if (text.count(b"{") + text.count(b"[") > self.max_depth
+                or b"\\u" in text and _SURROGATE_ESCAPE.search(text)
+                or b"\n" in text and _LINE_STARTS_OBJECT.search(text)):
             return None
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:  # invalid UTF-8 too
             return None
-        if not isinstance(value, dict):
+        if not isinstance(value, dict) or _has_float(value):
             return None
         del buffer[: len(text)]
         return value
@@ -296,6 +297,16 @@ class JsonStreamDecoder:
 
 
 TRUNCATED = "truncated: the stream ended inside a JSON object"
+
+
+def _has_float(container):
+    """orjson reads an integer outside 64 bits as a float (json as the exact
+    integer), so values with a float in them go the slow way: few do."""
+    for value in container.values() if isinstance(container, dict) else container:
+        kind = type(value)
+        if kind is float or (kind is dict or kind is list) and _has_float(value):
+            return True
+    return False
 
 
 def _malformed(reason, message_type):
