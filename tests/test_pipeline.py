@@ -257,3 +257,18 @@ def test_sends_waiting_for_their_checks_keep_the_connection_order(server):
     assert (yield bob.next("word"))["content"] == "first"
     assert (yield bob.next("word"))["content"] == "second"
     assert not carol.of_type("word")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_trickle_of_messages_costs_one_transaction_each_and_leaves_no_queue(server):
+    """The deletes of delivered messages ride with the next message's
+    transaction (or go within 50 ms), not one transaction each."""
+    alice, bob = yield server.logged_in("alice", "bob")
+    writes = server.root.db.latency["write"]
+    before = sum(writes.counts)
+    for n in range(20):
+        alice.send(word("alice", "bob", f"m{n}"))
+        assert (yield bob.next("word"))["content"] == f"m{n}"
+    assert sum(writes.counts) - before <= 22
+    yield task.deferLater(reactor, 0.2, lambda: None)
+    assert (yield server.root.store.messages.pending("bob", 0, 100)) == []
