@@ -11,7 +11,7 @@ from twisted.internet import reactor, task
 
 from neochat.chat.calls import ACCEPTED, CLOSED, CallError, CallLimits, CallRegistry, MediaCaps
 from neochat.services.cell import UDP_BUFFER, CellService, PortRange
-from neochat.services.relay import parse_fields
+from neochat.services.relay import RelayPortProtocol, parse_fields
 from tests.udp import LOCAL, UdpSockets, cell_address, free_port_range, media, port_is_free, wait_for
 
 ALICE, BOB, CAROL = "+86101", "+8200001", "+8300002"
@@ -150,6 +150,38 @@ async def test_relay_mode_carries_datagrams_to_the_other_party_both_ways(net):
     bob.send_to_other(b"hello alice", bob_fields)
     assert await alice.next() == (b"hello alice", (alice_fields["other_ip"], alice_fields["other_port"]))
     assert cell.counters()["relayed_packets"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_relayed_calls_are_one_reactor_reader_and_leave_nothing_when_they_end(net):
+    """Relay ports are read through one epoll of their own (RelayPoller):
+    the reactor watches one reader however many calls there are."""
+    cell = net.cell()
+
+    def relay_readers():
+        return [reader for reader in reactor.getReaders()
+                if reader is cell.relay_poller or isinstance(getattr(reader, "protocol", None), RelayPortProtocol)]
+
+    calls = [accepted_voice_call(cell, f"+8610{n}", f"+8620{n}") for n in range(3)]
+    assert relay_readers() == [cell.relay_poller]
+    parties = [(net.party(a["your_port"]), a, net.party(b["your_port"]), b) for _, a, b in calls]
+    for n, (alice, alice_fields, bob, bob_fields) in enumerate(parties):
+        alice.send_to_other(b"to bob %d" % n, alice_fields)
+        bob.send_to_other(b"to alice %d" % n, bob_fields)
+    for n, (alice, _, bob, _) in enumerate(parties):
+        assert (await bob.next())[0] == b"to bob %d" % n
+        assert (await alice.next())[0] == b"to alice %d" % n
+    for call, _, _ in calls:
+        cell.registry.close(call.key, "hangup")
+    await cell.wait_ports_closed()
+    assert relay_readers() == []
+    for port in net.ports:  # the parties' client ports may be handed out again
+        await port.stopListening()
+    net.ports.clear()
+    call, alice_fields, bob_fields = accepted_voice_call(cell)  # descriptors used again
+    alice, bob = net.party(alice_fields["your_port"]), net.party(bob_fields["your_port"])
+    alice.send_to_other(b"again", alice_fields)
+    assert (await bob.next())[0] == b"again"
 
 
 @pytest_twisted.ensureDeferred

@@ -23,9 +23,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from neochat.chat.calls import P2P, RELAY, CallError, CallLimits, CallRegistry
-from neochat.services.relay import CellPortProtocol, MediaRelay, RelayPortProtocol
-
-MAX_UDP = 65535  # read whole datagrams so oversize ones are seen and dropped, not truncated
+from neochat.services.relay import MAX_DATAGRAM, CellPortProtocol, MediaRelay, RelayPoller, RelayPortProtocol
 ANY_INTERFACE = ("", "0.0.0.0", "::")
 # Bytes of SO_RCVBUF and SO_SNDBUF: the kernel's default (208 KiB) overflows at a
 # few hundred calls.  Linux caps it at net.core.rmem_max / wmem_max.
@@ -91,6 +89,7 @@ class CellService(service.Service):
         self.mode = mode
         self.udp_buffer = udp_buffer
         self.relay = MediaRelay(self.registry.clock)
+        self.relay_poller = RelayPoller(reactor)
         self.cell_port = None
         self._relay_in_use = set()
         self._client_in_use = {}  # party IP -> client port numbers given out
@@ -184,6 +183,7 @@ class CellService(service.Service):
         call.cleanups.append(lambda: self._release_client_port(ip, leg.client_port))
         if call.media == RELAY:
             port = self._listen_relay(RelayPortProtocol(self.relay, call, leg))
+            self.relay_poller.add(port)
             leg.relay_port = port.getHost().port
             leg.out = port
             self._relay_in_use.add(leg.relay_port)
@@ -199,7 +199,7 @@ class CellService(service.Service):
 
     def _listen(self, number, protocol):
         """A UDP port with buffers big enough for bursts."""
-        port = self.reactor.listenUDP(number, protocol, self.interface, MAX_UDP)
+        port = self.reactor.listenUDP(number, protocol, self.interface, MAX_DATAGRAM)
         if self.udp_buffer:
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
                 port.socket.setsockopt(socket.SOL_SOCKET, option, self.udp_buffer)
@@ -213,6 +213,7 @@ class CellService(service.Service):
 
     def _close_relay_port(self, port, number):
         self._relay_in_use.discard(number)
+        self.relay_poller.remove(port)
         self._track_closing(port.stopListening())
 
     def _track_closing(self, closed):
