@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from neochat.chat.calls import P2P, RELAY, CallError, CallLimits, CallRegistry
 from neochat.services.relay import MAX_DATAGRAM, CellPortProtocol, MediaRelay, RelayPoller, RelayPortProtocol
+
 ANY_INTERFACE = ("", "0.0.0.0", "::")
 # Bytes of SO_RCVBUF and SO_SNDBUF: the kernel's default (208 KiB) overflows at a
 # few hundred calls.  Linux caps it at net.core.rmem_max / wmem_max.

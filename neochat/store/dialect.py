@@ -13,8 +13,8 @@ from twisted.enterprise import adbapi
 
 # The writer's own automatic checkpoint, in pages of the write-ahead log: a
 # bound only, for when store/checkpoint.py's checkpointer falls behind (at
-# SQLite's default of 1,000 pages the writer checkpoints every few seconds
-# under load, and every message waiting for its commit waits for that).
+# SQLite's default of 1,000 pages the writer checkpointed several times a
+# second under load, and every message waiting for its commit waited).
 WRITER_CHECKPOINT_PAGES = 16_000
 # Bytes of write-ahead log kept on disk once it starts over.
 WAL_SIZE_KEPT = 16 * 1024 * 1024
