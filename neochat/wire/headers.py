@@ -197,11 +197,10 @@ class HeaderDecoder:
         streamed = error is None and self.streamed(headers)
         declared = headers.pop("content-length", None)
         length = _parse_length(declared) if declared is not None else None
-        limit = self._limit(headers, streamed)
         if declared is not None and length is None:
             # The body size is unknown, so whatever follows is read as the next message.
             error, length = error or (400, "bad content-length"), 0
-        elif length is not None and limit is not None and length > limit:
+        elif length is not None and (limit := self._limit(headers, streamed)) is not None and length > limit:
             error = error or (413, "body too large")
         if error:
             self.ended = self.max_skip is not None and (length or 0) > self.max_skip
