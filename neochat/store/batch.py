@@ -22,7 +22,7 @@ from typing import NamedTuple
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from neochat.store.database import ClientIdReused, MissingReference, NotAMember
+from neochat.store.database import ClientIdReused, MissingReference, NotAMember, marks
 from neochat.store.drain import Drain
 
 log = Logger()
@@ -227,7 +227,7 @@ class MessageBatcher:
         members = {}
         if group_ids:
             for group_id, account in txn.execute(
-                f"SELECT group_id, user_account FROM group_users WHERE group_id IN ({_marks(group_ids)})",
+                f"SELECT group_id, user_account FROM group_users WHERE group_id IN ({marks(group_ids)})",
                 group_ids,
             ).fetchall():
                 members.setdefault(group_id, []).append(account)
@@ -238,7 +238,7 @@ class MessageBatcher:
         if not names:
             return set()
         return {row[0] for row in txn.execute(
-            f"SELECT user_account FROM users WHERE user_account IN ({_marks(names)})", names
+            f"SELECT user_account FROM users WHERE user_account IN ({marks(names)})", names
         ).fetchall()}
 
     def _insert_messages(self, txn, writes):
@@ -282,7 +282,7 @@ class MessageBatcher:
             by_account.setdefault(account, set()).add(message_id)
         for account, ids in by_account.items():
             for chunk in _chunks(sorted(ids), ROWS_PER_INSERT):
-                txn.execute(f"DELETE FROM pending WHERE user_account = ? AND message_id IN ({_marks(chunk)})",
+                txn.execute(f"DELETE FROM pending WHERE user_account = ? AND message_id IN ({marks(chunk)})",
                             [account, *chunk])
 
 
@@ -373,17 +373,13 @@ def _same(message, rece_user, group_id, chat_type, content):
 def _one_row(insert, rows):
     """``insert`` ("INSERT ... VALUES ") for one row like those of ``rows``,
     to run once per row (executemany): in process, rows are cheap one by one."""
-    return insert + "(" + _marks(rows[0]) + ")"
+    return insert + "(" + marks(rows[0]) + ")"
 
 
 def _many_rows(insert, rows, tail=""):
     """One statement inserting all ``rows``: (sql, values)."""
-    marks = "(" + _marks(rows[0]) + ")"
-    return insert + ", ".join([marks] * len(rows)) + tail, [value for row in rows for value in row]
-
-
-def _marks(values):
-    return ", ".join("?" * len(values))
+    row = "(" + marks(rows[0]) + ")"
+    return insert + ", ".join([row] * len(rows)) + tail, [value for row in rows for value in row]
 
 
 def _chunks(items, size):

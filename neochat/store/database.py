@@ -40,6 +40,11 @@ class ClientIdReused(Exception):
     """A client_id its author already used for a different message."""
 
 
+def marks(values):
+    """``?, ?, ?``: one placeholder per value, for ``IN (...)`` and ``VALUES (...)``."""
+    return ", ".join("?" * len(values))
+
+
 class Txn:
     """A cursor that takes ``?`` placeholders whatever the driver."""
 

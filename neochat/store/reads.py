@@ -54,8 +54,3 @@ class BatchedRead:
             result = results.get(key, self.missing)
             for waiter in key_waiters:
                 waiter.callback(result)
-
-
-def marks(values):
-    """``?, ?, ?``: one placeholder per value, for ``IN (...)``."""
-    return ", ".join("?" * len(values))

@@ -4,8 +4,8 @@ A friend request is the row (requester, friend) with is_relationship 0;
 an accepted friendship is a row each way with is_relationship 1.
 """
 
-from neochat.store.database import MissingReference
-from neochat.store.reads import BatchedRead, marks
+from neochat.store.database import MissingReference, marks
+from neochat.store.reads import BatchedRead
 
 REQUESTED, FRIENDS = 0, 1
 

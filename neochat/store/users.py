@@ -1,6 +1,7 @@
 """Accounts and profiles (seed 002's user table)."""
 
-from neochat.store.reads import BatchedRead, marks
+from neochat.store.database import marks
+from neochat.store.reads import BatchedRead
 
 PROFILE_FIELDS = ("user_name", "user_phone", "sex", "birthday", "address")
 
@@ -18,12 +19,9 @@ class UserStore:
     def _create(self, txn, account, password_hash, now_ms, profile):
         names = [name for name in PROFILE_FIELDS if name in profile]
         columns = ", ".join(["user_account", "password_hash", "registration_time"] + names)
-        marks = ", ".join("?" * (3 + len(names)))
+        values = [account, password_hash, now_ms] + [profile[name] for name in names]
         try:
-            txn.execute(
-                f"INSERT INTO users ({columns}) VALUES ({marks})",
-                [account, password_hash, now_ms] + [profile[name] for name in names],
-            )
+            txn.execute(f"INSERT INTO users ({columns}) VALUES ({marks(values)})", values)
             return True
         except Exception as error:
             if not self.db.dialect.is_unique_violation(error):
