@@ -118,6 +118,14 @@ class Options(usage.Options):
                 raise
             raise SystemExit(f"twistd neochat: {error}") from None
 
+    def _override(self, key, flag, assignment):
+        """``--flag NAME=VALUE``: one setting of the settings object under ``key``."""
+        name, _, value = assignment.partition("=")
+        try:
+            self[key] = self[key].override(name.strip(), value.strip())
+        except ValueError as error:
+            raise usage.UsageError(f"--{flag} {assignment}: {error}") from None
+
     def opt_call_limit(self, assignment):
         """NAME=VALUE: change one call limit (repeatable): max_calls_per_user (2),
         max_calls_total (1000), request_timeout (30 s), idle_timeout (60 s),
@@ -125,11 +133,7 @@ class Options(usage.Options):
         unclaimed_keys_per_ip (4), unclaimed_keys_total (256), unclaimed_key_timeout (30 s), and
         audio.* / video.* max_datagram (1400 / 8192 bytes), packets_per_second
         (200 / 2000) and bytes_per_second (64000 / 1250000)."""
-        name, _, value = assignment.partition("=")
-        try:
-            self["call-limits"] = self["call-limits"].override(name.strip(), value.strip())
-        except ValueError as error:
-            raise usage.UsageError(f"--call-limit {assignment}: {error}") from None
+        self._override("call-limits", "call-limit", assignment)
 
     def opt_limit(self, assignment):
         """NAME=VALUE: change one message-server limit, TCP and WebSocket (repeatable; 0: off):
@@ -141,11 +145,7 @@ class Options(usage.Options):
         message_burst (200), bytes_per_second (8 MiB), byte_burst (32 MiB),
         max_group_size (1000), voice_spool_per_sender (64 MiB),
         voice_spool_total (1 GiB)."""
-        name, _, value = assignment.partition("=")
-        try:
-            self["limits"] = self["limits"].override(name.strip(), value.strip())
-        except ValueError as error:
-            raise usage.UsageError(f"--limit {assignment}: {error}") from None
+        self._override("limits", "limit", assignment)
 
     def opt_throttle(self, assignment):
         """NAME=VALUE: change one login or registration throttle (repeatable;
@@ -153,11 +153,7 @@ class Options(usage.Options):
         (3600 s); account.free (5 failed logins), account.lock_after (20),
         account.lock_seconds (900), account.max_delay (60 s); the same for
         address.* (10, 20, 3600, 60); max_entries (10000 per table)."""
-        name, _, value = assignment.partition("=")
-        try:
-            self["throttle"] = self["throttle"].override(name.strip(), value.strip())
-        except ValueError as error:
-            raise usage.UsageError(f"--throttle {assignment}: {error}") from None
+        self._override("throttle", "throttle", assignment)
 
     def opt_listen(self, description):
         """Twisted endpoint for the message server, e.g. tcp:7000 or
