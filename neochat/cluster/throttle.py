@@ -104,9 +104,8 @@ class ClusterThrottle:
         for count, (what, key, counter) in zip(shared, keys):
             if count is None:  # Redis is away: this node counts
                 count = counter.fail(key, now)
-            elif counter.policy.delay(count) > 0:
-                wait = _ms(counter.policy.delay(count))
-                waits.append(self._shared("EVAL", WAIT, "1", self._key("wait", what, key), wait))
+            elif (delay := counter.policy.delay(count)) > 0:
+                waits.append(self._shared("EVAL", WAIT, "1", self._key("wait", what, key), _ms(delay)))
             counts.append(count)
         yield defer.gatherResults(waits)
         self.local.report_failure(account, address, via, *counts)
