@@ -110,5 +110,10 @@ class Settings:
         first listen port."""
         return self.node_id or f"{socket.gethostname()}-{listen_port(self.listen[0])}"
 
+    def node_file(self, stem, suffix=""):
+        """A path in the data dir that is this node's own: the nodes of a
+        cluster share the data dir, so each one's name carries the node's."""
+        return self.data_dir / (f"{stem}-{self.node_name()}{suffix}" if self.cluster else f"{stem}{suffix}")
+
     def database_url(self):
         return self.db_url or os.environ.get(DB_URL_VARIABLE) or ""

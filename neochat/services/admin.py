@@ -20,14 +20,16 @@ from neochat.chat.errors import ChatError
 
 log = Logger()
 
-SOCKET_NAME = "admin.sock"
+SOCKET_STEM, SOCKET_SUFFIX = "admin", ".sock"
+SOCKET_NAME = SOCKET_STEM + SOCKET_SUFFIX  # on a single node
 
 
 def socket_path(settings):
     """The admin socket, in the data dir: one per node of a cluster, whose
     nodes share the data dir."""
-    name = f"admin-{settings.node_name()}.sock" if settings.cluster else SOCKET_NAME
-    return settings.data_dir / name
+    return settings.node_file(SOCKET_STEM, SOCKET_SUFFIX)
+
+
 MAX_REQUEST = 64 * 1024
 
 

@@ -89,7 +89,8 @@ class NeoChatService(service.MultiService):
             calls=cluster_calls(self.cell, self.router) if settings.cluster else Calls(self.cell, self.router),
             files=self.files,
             transfers=Transfers(self.store, self.router, self.files),
-            clips=VoiceSpool(voice_spool_path(settings), settings.limits.voice_spool_per_sender,
+            # one spool per node: each empties its own at start
+            clips=VoiceSpool(settings.node_file("voice-spool"), settings.limits.voice_spool_per_sender,
                              settings.limits.voice_spool_total),
             presence_interval=settings.presence_interval, behind_deadline=settings.behind_deadline,
         )
@@ -209,13 +210,6 @@ def advertised_ip(settings):
     log.warn("cell server on all interfaces without --advertise-ip: relayed voice calls"
              " are advertised at {ip}, reachable from this host only", ip=LOOPBACK)
     return LOOPBACK
-
-
-def voice_spool_path(settings):
-    """The voice spool, in the data dir: one per node of a cluster (whose
-    nodes share the data dir), as each empties its own at start."""
-    name = f"voice-spool-{settings.node_name()}" if settings.cluster else "voice-spool"
-    return settings.data_dir / name
 
 
 def cluster_router(settings, reactor):
