@@ -32,6 +32,8 @@ import time
 import psutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from bench.server import cpu_seconds  # noqa: E402
 LOCAL = "127.0.0.1"
 STEPS = (10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000, 1200, 1600)
 KINDS = ("neochat", "bare")
@@ -76,7 +78,6 @@ class NeoChatRelay:
 
 
 def serve(kind):
-    sys.path.insert(0, REPO)
     from twisted.internet import reactor, stdio
     from twisted.protocols.basic import LineReceiver
 
@@ -115,8 +116,7 @@ class Measured:
     """CPU and memory of a relay process, ``stats`` (a psutil.Process)."""
 
     def cpu_seconds(self):
-        times = self.stats.cpu_times()
-        return times.user + times.system
+        return cpu_seconds(self.stats)
 
     def rss_mb(self):
         return self.stats.memory_info().rss / 2**20

@@ -33,7 +33,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.server import neochat, reference  # noqa: E402
+from bench.server import cpu_seconds, neochat, reference  # noqa: E402
 
 WINDOW = 100
 LOGINS_IN_FLIGHT = 50
@@ -109,15 +109,11 @@ class Meter:
 
     def start(self):
         self.started = time.perf_counter()
-        self.cpu = self._cpu()
+        self.cpu = cpu_seconds(self.server)
 
     def stop(self):
         self.elapsed = time.perf_counter() - self.started
-        self.cpu = self._cpu() - self.cpu
-
-    def _cpu(self):
-        times = self.server.cpu_times()
-        return times.user + times.system
+        self.cpu = cpu_seconds(self.server) - self.cpu
 
     def received(self, sent_at):
         self.latencies.append(time.perf_counter() - sent_at)

@@ -22,7 +22,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.server import neochat  # noqa: E402
+from bench.server import cpu_seconds, neochat  # noqa: E402
 
 SETTINGS = ((2, 19456), (3, 65536))  # (argon2 time cost, memory KiB): the default, the old default
 
@@ -70,11 +70,6 @@ def storm(port, logins):
     failed = [reply for reply in replies if reply["content"] != "success"]
     assert not failed, failed[:3]
     return rate, replies, clients
-
-
-def cpu_seconds(process):
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 def run(time_cost, memory, count, rounds, db):

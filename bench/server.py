@@ -81,6 +81,13 @@ def serving(command, port, cpu, where, **popen):
         process.wait(30)
 
 
+def cpu_seconds(process):
+    """User and system CPU time of ``process`` (a psutil.Process, or anything
+    with its ``cpu_times``), in seconds."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 @contextlib.contextmanager
 def rss_sampled(process):
     """Samples ``process``'s resident memory every 50 ms while the block runs;
